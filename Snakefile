@@ -14,6 +14,14 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/compile_finn.smk"
+include: "workflow/rules/xnor.smk"
+include: "workflow/rules/deploy.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/bench_training.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

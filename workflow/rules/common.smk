@@ -22,8 +22,28 @@ def dataset_npz(wildcards) -> str:
     return f"resources/{dataset_of(wildcards.model)}.npz"
 
 
+# The XNOR reference (and so the deployment package and its validation) covers the w1a1 MLPs; CNV and
+# 2-bit models stop after the FINN build (see README).
+XNOR_MODEL_RE = r"(tfc|sfc|lfc)_w1a1"
+
+
+def has_xnor_reference(model: str) -> bool:
+    return re.fullmatch(XNOR_MODEL_RE, model) is not None
+
+
+def stage_applies(path: str) -> bool:
+    """Whether the workflow makes this stage output for the model it names (XNOR, validation: w1a1 MLPs only)."""
+    model = next((part for part in path.split("/") if re.fullmatch(MODEL_RE, part)), None)
+    needs_xnor = "/xnor/" in path or path.endswith("validation.json") or "/deploy" in path
+    return model is None or not needs_xnor or has_xnor_reference(model)
+
+
 def all_targets() -> list[str]:
     """Every final output of the pipeline for the configured models and boards."""
     models, boards = config["models"], config["boards"]
     targets = sorted({f"resources/{dataset_of(m)}.npz" for m in models})
-    return targets
+    targets += [f"results/{m}/xnor/verify.json" for m in models]
+    targets += [f"hw_builds/{m}/{b}/summary.json" for m in models for b in boards]
+    targets += [f"results/{m}/{b}/validation.json" for m in models for b in boards]
+    targets += ["results/bench/xnor.json", "results/report.html"]
+    return [t for t in targets if stage_applies(t)]

@@ -1,0 +1,76 @@
+"""Command line: ``python -m host validate --package DIR --backend board|emulation --out FILE``.
+
+Exit status: 0 = exact agreement with the XNOR reference and no failed budget; 1 = a disagreement
+or a failed budget (the report says which); 2 = refused input (package, data, backend), with a
+one-line message naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from host.accelerator import BACKENDS, BackendUnavailable
+from host.package import PackageError
+from host.packing import PackingError, SettingsError
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m host", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="accelerator vs XNOR reference on the package's test set")
+    v.add_argument("--package", required=True, help="deployment package directory (has manifest.json)")
+    v.add_argument("--backend", choices=BACKENDS, default="board", help="board (PYNQ) or emulation (FINN, build host)")
+    v.add_argument("--out", default="validation.json", help="where to write the JSON report")
+    v.add_argument("--batch-size", type=int, default=None, help="batch N for throughput (default: package config)")
+    v.add_argument("--latency-repeats", type=int, default=None, help="batch-1 runs for p50/p99 (default: package config)")
+    v.add_argument("--limit", type=int, default=None, help="only the first N test images")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from host.validate import validate_package
+    from host.xnor_format import XnorFormatError
+
+    try:
+        report = validate_package(
+            args.package,
+            args.backend,
+            args.out,
+            batch_size=args.batch_size,
+            latency_repeats=args.latency_repeats,
+            limit=args.limit,
+        )
+    except (PackageError, SettingsError, PackingError, XnorFormatError, BackendUnavailable, ValueError, TypeError) as err:
+        print(f"host validate: refused: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    summary = {
+        "backend": report["backend"],
+        "images": report["images"],
+        "accuracy_pct": report["accuracy_pct"],
+        "agreement": report["agreement"],
+        "budgets": {k: v["status"] for k, v in report["budgets"].items()},
+        "passed": report["passed"],
+        "report": args.out,
+    }
+    print(json.dumps(summary, indent=2))
+    if not report["agreement"]["exact"]:
+        d = report["agreement"]["first_difference"]
+        print(
+            f"host validate: FAILED: {report['agreement']['differing_images']} image(s) differ from the XNOR "
+            f"reference; first at package position {d['position']} (test image {d['test_index']}): accelerator {d['accelerator']}, "
+            f"reference {d['reference']}, label {d['label']}",
+            file=sys.stderr,
+        )
+    elif not report["passed"]:
+        failed = [k for k, v in report["budgets"].items() if v["status"] == "fail"]
+        print(f"host validate: FAILED budgets: {', '.join(failed)}", file=sys.stderr)
+    return EXIT_OK if report["passed"] else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The ``xnor_model.npz`` deployment format: binary weights, integer thresholds, a version and a manifest.
+
+Why a manifest: the file travels to the board and is the reference every hardware result is
+checked against, so a truncated copy or a file written by another format version must be refused
+before use, not silently produce wrong labels. Every array is hashed (dtype, shape and bytes) and the
+hashes sit in a JSON manifest stored inside the same ``.npz``.
+
+Layout (format version 1), layers numbered ``i = 0..L-1`` in execution order:
+
+- ``manifest``: 0-d unicode array holding the JSON manifest (see :func:`build_manifest`).
+- ``input_thresholds`` int32 (C, T): the first layer, a Thresholding of raw uint8 pixels.
+  Output bit = number of thresholds ``t`` with ``pixel >= t`` (FINN's MultiThreshold), C is 1
+  (one threshold set for every pixel) or the number of input features.
+- ``layer{i}_weights`` uint8 (M, ceil(K/8)): the +1/-1 weights of an XNOR dense layer, one row
+  per output neuron, bit 1 = +1, packed little-endian bit order (``np.packbits(bitorder="little")``).
+- ``layer{i}_thresholds`` int32 (M or 1, T): thresholds on the popcount accumulator (hidden layers).
+- ``output_mul`` / ``output_add`` float32 (M_last,): logits = accumulator * mul + add (the Mul/Add
+  that FINN's streamlining leaves after the last XnorPopcountMatMul).
+
+The popcount accumulator is FINN's: the number of positions where input bit and weight bit agree
+(XnorPopcountMatMul), so the dot product of the +1/-1 vectors is ``2 * acc - K``.
+
+Only numpy is imported: this module runs on the board.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_NAME = "bnnflow-xnor"
+FORMAT_VERSION = 1
+
+
+class XnorFormatError(ValueError):
+    """An ``xnor_model.npz`` that cannot be used: corrupted, truncated, wrong version or inconsistent."""
+
+
+@dataclass
+class DenseLayer:
+    """One XNOR dense layer: packed +1/-1 weights and (for hidden layers) thresholds on the popcount."""
+
+    in_features: int  # K
+    out_features: int  # M
+    weights_packed: np.ndarray  # uint8 (M, ceil(K/8)), bit 1 = +1, little bit order
+    thresholds: np.ndarray | None  # int32 (M or 1, T); None for the last layer (accumulator out)
+
+    def weights_pm1(self) -> np.ndarray:
+        """The weights as int8 +1/-1, shape (M, K) (for tests and the float comparison network)."""
+        bits = np.unpackbits(self.weights_packed, axis=1, count=self.in_features, bitorder="little")
+        return (bits.astype(np.int8) * 2 - 1).astype(np.int8)
+
+
+@dataclass
+class XnorModel:
+    """Everything the XNOR reference needs to run one w1a1 MLP, as plain numpy arrays."""
+
+    input_thresholds: np.ndarray  # int32 (C, T) on uint8 pixels
+    layers: list[DenseLayer]
+    output_mul: np.ndarray  # float32 (M_last,)
+    output_add: np.ndarray  # float32 (M_last,)
+    input_shape: tuple[int, ...]  # per-image shape of the raw pixels, e.g. (1, 28, 28)
+    meta: dict = field(default_factory=dict)  # free-form provenance (model name, source file, sizes)
+
+    @property
+    def in_features(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays as stored in the ``.npz`` (without the manifest)."""
+        out = {
+            "input_thresholds": np.ascontiguousarray(self.input_thresholds, dtype=np.int32),
+            "output_mul": np.ascontiguousarray(self.output_mul, dtype=np.float32),
+            "output_add": np.ascontiguousarray(self.output_add, dtype=np.float32),
+        }
+        for i, layer in enumerate(self.layers):
+            out[f"layer{i}_weights"] = np.ascontiguousarray(layer.weights_packed, dtype=np.uint8)
+            if layer.thresholds is not None:
+                out[f"layer{i}_thresholds"] = np.ascontiguousarray(layer.thresholds, dtype=np.int32)
+        return out
+
+    def size_report(self) -> dict[str, int | float]:
+        """Bytes of the packed binary weights against the same weights stored as fp32."""
+        packed = sum(int(layer.weights_packed.nbytes) for layer in self.layers)
+        fp32 = sum(4 * layer.in_features * layer.out_features for layer in self.layers)
+        return {
+            "weights_packed_bytes": packed,
+            "weights_fp32_bytes": fp32,
+            "compression_x": round(fp32 / packed, 2) if packed else 0.0,
+        }
+
+
+def array_sha256(arr: np.ndarray) -> str:
+    """sha256 over dtype, shape and the C-order bytes: a changed value, shape or type changes it."""
+    h = hashlib.sha256()
+    h.update(str(arr.dtype.str).encode())
+    h.update(json.dumps(list(arr.shape)).encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def build_manifest(model: XnorModel) -> dict:
+    """The JSON manifest: version, layer shapes, and the sha256 of every array."""
+    layers = [
+        {
+            "type": "xnor_dense",
+            "in_features": layer.in_features,
+            "out_features": layer.out_features,
+            "has_thresholds": layer.thresholds is not None,
+        }
+        for layer in model.layers
+    ]
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "input_shape": list(model.input_shape),
+        "input_dtype": "uint8",
+        "layers": layers,
+        "sizes": model.size_report(),
+        "meta": model.meta,
+        "sha256": {name: array_sha256(arr) for name, arr in sorted(model.arrays().items())},
+    }
+
+
+def validate_model(model: XnorModel) -> None:
+    """Check shapes chain together; raise :class:`XnorFormatError` naming what is wrong."""
+    if not model.layers:
+        raise XnorFormatError("xnor model has no layers")
+    thr = model.input_thresholds
+    if thr.ndim != 2 or thr.shape[0] not in (1, model.in_features) or thr.shape[1] < 1:
+        raise XnorFormatError(f"input_thresholds has shape {thr.shape}, expected (1 or {model.in_features}, T>=1)")
+    if thr.shape[1] != 1:
+        raise XnorFormatError("input_thresholds: only 1-bit (one threshold) input activations are supported")
+    k = model.in_features
+    for i, layer in enumerate(model.layers):
+        if layer.in_features != k:
+            raise XnorFormatError(f"layer{i} expects {layer.in_features} inputs but receives {k}")
+        want = (layer.out_features, (layer.in_features + 7) // 8)
+        if layer.weights_packed.shape != want or layer.weights_packed.dtype != np.uint8:
+            raise XnorFormatError(
+                f"layer{i}_weights is {layer.weights_packed.dtype}{layer.weights_packed.shape}, expected uint8{want}"
+            )
+        last = i == len(model.layers) - 1
+        if last and layer.thresholds is not None:
+            raise XnorFormatError(f"layer{i} is the last layer and must not have thresholds")
+        if not last:
+            t = layer.thresholds
+            if t is None:
+                raise XnorFormatError(f"layer{i} is a hidden layer without thresholds")
+            if t.ndim != 2 or t.shape[0] not in (1, layer.out_features) or t.shape[1] != 1:
+                raise XnorFormatError(
+                    f"layer{i}_thresholds has shape {t.shape}, expected (1 or {layer.out_features}, 1) (w1a1 only)"
+                )
+        k = layer.out_features
+    for name in ("output_mul", "output_add"):
+        arr = getattr(model, name)
+        if arr.shape != (k,):
+            raise XnorFormatError(f"{name} has shape {arr.shape}, expected ({k},)")
+
+
+def save_xnor_model(model: XnorModel, path: str | os.PathLike) -> dict:
+    """Write ``path`` atomically (temp file, then rename); return the manifest written."""
+    validate_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest = build_manifest(model)
+    arrays = model.arrays()
+    arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def load_xnor_model(path: str | os.PathLike) -> XnorModel:
+    """Read and check ``path``: refuse a wrong format/version, a hash mismatch or a broken archive."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        raise XnorFormatError(f"{path}: not a readable xnor_model.npz ({type(err).__name__}: {err})") from err
+    if "manifest" not in arrays:
+        raise XnorFormatError(f"{path}: no 'manifest' entry; not an xnor_model.npz written by bnnflow")
+    try:
+        manifest = json.loads(str(arrays.pop("manifest")))
+    except json.JSONDecodeError as err:
+        raise XnorFormatError(f"{path}: manifest is not valid JSON ({err})") from err
+    if manifest.get("format") != FORMAT_NAME:
+        raise XnorFormatError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise XnorFormatError(
+            f"{path}: format version {manifest.get('format_version')!r}, this reader understands "
+            f"version {FORMAT_VERSION}; re-run the export_xnor rule to regenerate it"
+        )
+    hashes = manifest.get("sha256", {})
+    if set(hashes) != set(arrays):
+        raise XnorFormatError(
+            f"{path}: arrays {sorted(arrays)} do not match the manifest's {sorted(hashes)}"
+        )
+    for name, arr in arrays.items():
+        if array_sha256(arr) != hashes[name]:
+            raise XnorFormatError(f"{path}: array {name!r} fails its sha256 check (file corrupted or edited)")
+    layers = []
+    for i, spec in enumerate(manifest["layers"]):
+        layers.append(
+            DenseLayer(
+                in_features=int(spec["in_features"]),
+                out_features=int(spec["out_features"]),
+                weights_packed=arrays[f"layer{i}_weights"],
+                thresholds=arrays.get(f"layer{i}_thresholds") if spec["has_thresholds"] else None,
+            )
+        )
+    model = XnorModel(
+        input_thresholds=arrays["input_thresholds"],
+        layers=layers,
+        output_mul=arrays["output_mul"],
+        output_add=arrays["output_add"],
+        input_shape=tuple(int(d) for d in manifest["input_shape"]),
+        meta=manifest.get("meta", {}),
+    )
+    try:
+        validate_model(model)
+    except XnorFormatError as err:
+        raise XnorFormatError(f"{path}: {err}") from err
+    return model

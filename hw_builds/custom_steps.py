@@ -1,0 +1,311 @@
+"""bnnflow's own build steps, FINN-style ``(model, cfg) -> model`` functions with a docstring each.
+
+They sit between FINN's steps (see ``hw_builds.build_config.INJECTIONS``) and do five jobs:
+tell FINN the input is raw uint8 pixels; end the graph in a top-1 TopK as finn-examples does;
+keep FINN from tripping over a binary neuron whose threshold lies outside the popcount range;
+mend or refuse a folding that FINN's code generation would reject; and fail early with a
+one-line cause (bad folding file, design larger than the board). The emulation target ends
+with the Zynq-build prefix that ``step_make_driver`` needs for driver/settings.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hw_builds.boards import RESOURCES, get_board
+from hw_builds.finn_env import import_build_steps
+
+QONNX_QUANT_OPS = ("Quant", "BipolarQuant", "BinaryQuant", "Trunc")
+# FINN node attributes a folding file may set (FINN's own list in step_apply_folding_config).
+FOLDING_ATTRS_EXTRA = ("Defaults",)
+FOLDING_REPAIRS_PROP = "bnnflow_folding_repairs"  # model metadata: what step_repair_auto_folding changed
+
+
+class UnsupportedModelError(ValueError):
+    """The ONNX graph is not a QONNX export bnnflow can build (message names file and cause)."""
+
+
+class FoldingConfigError(ValueError):
+    """The folding file names a layer or attribute the model does not have."""
+
+
+class DesignDoesNotFitError(RuntimeError):
+    """FINN's resource estimate exceeds the board's capacity (names the resource and layer)."""
+
+
+def step_annotate_uint8_input(model, cfg):
+    """Annotate the graph input as UINT8: the model takes raw pixels 0..255 and scales them itself.
+
+    FINN folds the scaling (x/255*2-1) and the input quantizer into the first threshold layer
+    only when it knows the input is an 8-bit unsigned integer; the accelerator then reads bytes.
+    Also refuses graphs without QONNX quantizers, which FINN would turn into float layers.
+    """
+    from qonnx.core.datatype import DataType
+
+    inputs = [i.name for i in model.graph.input if model.get_initializer(i.name) is None]
+    if len(inputs) != 1 or inputs[0] != model.graph.input[0].name:
+        raise UnsupportedModelError(f"expected one graph input (the pixels) first, found {inputs}")
+    if not any(model.get_nodes_by_op_type(op) for op in QONNX_QUANT_OPS):
+        raise UnsupportedModelError(
+            "the graph has no QONNX quantizer (Quant/BipolarQuant): not an export of a quantized Brevitas model"
+        )
+    model.set_tensor_datatype(model.graph.input[0].name, DataType["UINT8"])
+    return model
+
+
+def step_insert_topk(model, cfg):
+    """End the graph in TopK(k=1), as finn-examples does: the accelerator returns the class index.
+
+    Streamlining then absorbs the final positive scale and offset (TensorNorm) into the TopK,
+    which becomes FINN's LabelSelect layer, so the whole network is integer hardware. ONNX TopK
+    breaks ties towards the lower index, the same rule as numpy.argmax on Brevitas' logits.
+    """
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.insert_topk import InsertTopK
+
+    model = model.transform(InsertTopK(k=1))
+    model = model.transform(InferShapes())
+    return model.transform(InferDataTypes())
+
+
+def step_clip_xnor_thresholds(model, cfg):
+    """Clip the thresholds of XNOR-popcount MVAUs to [0, K+1], which changes no output.
+
+    A popcount p lies in [0, K]; ``p >= T`` is always true for T <= 0 and never for T > K. Batch
+    norm can put T outside (a neuron that is always on or off), and finn-plus 1.6.1 then fails
+    an assertion (thresholds >= 0) when it minimizes bit widths after specialization.
+    """
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in model.graph.node:
+        if not node.op_type.startswith("MVAU") or len(node.input) < 3:
+            continue
+        inst = getCustomOp(node)
+        if not inst.get_nodeattr("binaryXnorMode") or inst.get_nodeattr("noActivation"):
+            continue
+        k = int(inst.get_nodeattr("MW"))
+        thresholds = model.get_initializer(node.input[2])
+        clipped = np.clip(thresholds, 0, k + 1).astype(thresholds.dtype)
+        if not np.array_equal(clipped, thresholds):
+            model.set_initializer(node.input[2], clipped)
+    return model
+
+
+def step_check_folding_config(model, cfg):
+    """Refuse a folding file that names layers or attributes the model does not have.
+
+    FINN's ApplyConfig only warns about unknown layers and would silently build a different
+    design; here the build stops and names the layer, the file and the layers that exist.
+    """
+    from qonnx.custom_op.registry import getCustomOp
+
+    path = cfg.folding_config_file
+    if path is None:
+        return model
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FoldingConfigError(f"{path}: not a readable JSON folding config ({exc})") from exc
+    if not isinstance(config, dict):
+        raise FoldingConfigError(f"{path}: expected a JSON object of layer name -> attributes")
+    nodes = {n.name: n for n in model.graph.node}
+    for layer, attrs in config.items():
+        if layer in FOLDING_ATTRS_EXTRA:
+            continue
+        if layer not in nodes:
+            raise FoldingConfigError(
+                f"{path}: layer {layer!r} is not in the model; its layers are {', '.join(nodes)}"
+            )
+        if not isinstance(attrs, dict):
+            raise FoldingConfigError(f"{path}: layer {layer!r} must map to an object of attributes")
+        known = getCustomOp(nodes[layer]).get_nodeattr_types()
+        for attr in attrs:
+            if attr not in known:
+                raise FoldingConfigError(
+                    f"{path}: layer {layer!r} ({nodes[layer].op_type}) has no attribute {attr!r}"
+                )
+    return model
+
+
+def _folding_problem(inst) -> str | None:
+    """FINN's own complaint about a layer's folding (its shape functions assert), or None."""
+    from finn.util.exception import FINNUserError
+
+    probes = ["get_folded_input_shape", "get_folded_output_shape", "get_instream_width", "get_outstream_width"]
+    probes += ["calc_wmem", "calc_tmem"]  # MVAU/VVAU check MH % PE and MW % SIMD only here
+    for probe in probes:
+        try:
+            getattr(inst, probe)()
+        except (AttributeError, NotImplementedError):  # the layer has no such notion
+            continue
+        except (AssertionError, FINNUserError) as exc:
+            return str(exc) or f"{probe} failed"
+    return None
+
+
+def step_repair_auto_folding(model, cfg):
+    """Lower a PE that FINN's target_fps folding chose but that does not divide the layer's stream.
+
+    finn-plus 1.6.1's SetFolding gives the input Reshape (1,1,28,28) -> (1,784) of an MLP a PE
+    that divides 784 but not 28 (e.g. 8 for 1M images/s), which only fails later, in code
+    generation ("PE must divide last axis"). The largest valid PE below FINN's choice is used
+    instead; a folding file's explicit choices are not touched (they come after this step).
+    """
+    from qonnx.custom_op.registry import getCustomOp
+
+    repairs = []
+    for node in model.graph.node:
+        if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+            continue
+        inst = getCustomOp(node)
+        if "PE" not in inst.get_nodeattr_types() or _folding_problem(inst) is None:
+            continue
+        chosen = int(inst.get_nodeattr("PE"))
+        for pe in range(chosen - 1, 0, -1):
+            inst.set_nodeattr("PE", pe)
+            if _folding_problem(inst) is None:
+                print(f"step_repair_auto_folding: {node.name} PE {chosen} -> {pe} (FINN's choice did not divide its stream)")
+                repairs.append({"layer": node.name, "attribute": "PE", "finn_choice": chosen, "used": pe})
+                break
+        else:
+            inst.set_nodeattr("PE", chosen)  # nothing helps: step_check_folding names it
+    if repairs:
+        model.set_metadata_prop(FOLDING_REPAIRS_PROP, json.dumps(repairs))
+    return model
+
+
+def step_check_folding(model, cfg):
+    """Refuse a folding FINN's code generation would reject, naming the layer and its PE/SIMD.
+
+    FINN only asserts on an invalid PE/SIMD (one that does not divide the layer's dimensions)
+    when it generates code; this check asks every layer's shape functions right after folding.
+    """
+    from qonnx.custom_op.registry import getCustomOp
+
+    source = f"set in {cfg.folding_config_file}" if cfg.folding_config_file else "chosen for target_fps"
+    for node in model.graph.node:
+        if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+            continue
+        inst = getCustomOp(node)
+        problem = _folding_problem(inst)
+        if problem is not None:
+            attrs = {a: inst.get_nodeattr(a) for a in ("PE", "SIMD") if a in inst.get_nodeattr_types()}
+            raise FoldingConfigError(f"layer {node.name} ({node.op_type}) folding {attrs} {source} is invalid: {problem}")
+    return model
+
+
+def resource_estimates(report_dir: Path) -> dict[str, dict[str, float]]:
+    """FINN's per-layer resource estimate (report/estimate_layer_resources.json), 'total' included."""
+    path = Path(report_dir) / "estimate_layer_resources.json"
+    return json.loads(path.read_text())
+
+
+def overfull_resources(total: dict[str, float], capacity: dict[str, int]) -> list[str]:
+    """The resources whose estimate exceeds the capacity (LUT, BRAM_18K, URAM, DSP; FF is unestimated)."""
+    return [r for r in RESOURCES if r != "FF" and float(total.get(r, 0)) > capacity[r]]
+
+
+def make_step_check_fits(fail: bool) -> Callable:
+    """A step that compares FINN's estimate with the board and raises (``fail``) when it exceeds it."""
+
+    def step_check_fits(model, cfg):
+        """Stop before code generation or synthesis when the estimated design exceeds the board.
+
+        Compares the 'total' of FINN's estimate_layer_resources.json with the part's capacity
+        (hw_builds/boards.py) and names the resource and the layer that uses most of it.
+        """
+        board = get_board(cfg.board)
+        layers = resource_estimates(Path(cfg.output_dir) / "report")
+        over = overfull_resources(layers["total"], board.capacity())
+        if over and fail:
+            res = over[0]
+            worst = max((k for k in layers if k != "total"), key=lambda k: float(layers[k].get(res, 0)))
+            raise DesignDoesNotFitError(
+                f"{res}: estimated {float(layers['total'][res]):.0f} exceeds {board.name}'s "
+                f"{board.capacity()[res]} ({board.part}); layer {worst} alone uses "
+                f"{float(layers[worst][res]):.0f}: lower target_fps or fold that layer more"
+            )
+        return model
+
+    return step_check_fits
+
+
+def _name_dma_instances(top) -> None:
+    """Name the partitions as MakeZYNQProject names its block-design cells (the driver looks them up).
+
+    Partitions fed by the graph input are idma0, idma1, ...; those feeding the graph output are
+    odma0, ...; the rest keep their node name. MakeZYNQProject does this while writing the Vivado
+    block design, so without Vivado it is done here with the same rule.
+    """
+    from qonnx.custom_op.registry import getCustomOp
+
+    idma = odma = 0
+    for node in top.get_nodes_by_op_type("StreamingDataflowPartition"):
+        producer = top.find_producer(node.input[0]) if node.input else None
+        if producer is None:
+            name, idma = f"idma{idma}", idma + 1
+        elif not top.find_consumers(node.output[0]):
+            name, odma = f"odma{odma}", odma + 1
+        else:
+            name = node.name
+        getCustomOp(node).set_nodeattr("instance_name", name)
+
+
+def step_make_zynq_driver(model, cfg):
+    """Write driver/settings.json for the PYNQ driver without Vivado.
+
+    FINN's step_make_driver expects the top-level model of its Zynq build; the graph part of
+    that build (IODMA insertion, data width converters, specialization, floorplan, dataflow
+    partition, as in ZynqBuild; the idma0/odma0 cell names of MakeZYNQProject) needs no Xilinx
+    tool, so it runs here on a copy of the folded model. The returned model is the folded HW
+    model itself, unchanged.
+    """
+    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+    from finn.transformation.fpgadataflow.floorplan import Floorplan
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.util.basic import pynq_native_port_width
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+
+    steps = import_build_steps()
+    top = copy.deepcopy(model)
+    part_dir = Path(cfg.output_dir) / "intermediate_models" / "zynq_partitions"
+    prefix = [
+        InsertIODMA(pynq_native_port_width[cfg.board]),
+        InsertDWC(),
+        SpecializeLayers(cfg._resolve_fpga_part()),
+        Floorplan(),
+        CreateDataflowPartition(partition_model_dir=str(part_dir)),
+    ]
+    for transformation in prefix:
+        top = top.transform(transformation)
+        top = top.transform(GiveUniqueNodeNames())
+        top = top.transform(GiveReadableTensorNames())
+    _name_dma_instances(top)
+    top = steps.step_make_driver(top, cfg)
+    top.save(str(Path(cfg.output_dir) / "intermediate_models" / "zynq_top.onnx"))
+    return model
+
+
+def custom_steps(fail_if_not_fits: bool) -> dict[str, Callable]:
+    """bnnflow's steps by name, as ``build_config.step_names`` lists them."""
+    return {
+        f.__name__: f
+        for f in (
+            step_annotate_uint8_input,
+            step_insert_topk,
+            step_clip_xnor_thresholds,
+            step_repair_auto_folding,
+            step_check_folding_config,
+            step_check_folding,
+            make_step_check_fits(fail_if_not_fits),
+            step_make_zynq_driver,
+        )
+    }

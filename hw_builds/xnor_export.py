@@ -1,0 +1,206 @@
+"""Binary weight export: the FINN HW model of a w1a1 MLP -> ``xnor_model.npz`` for host/xnor.py.
+
+The weights and thresholds are taken from FINN's own graph after ``step_streamline`` and
+``step_convert_to_hw`` (run here with a minimal DataflowBuildConfig, no board), not from the
+PyTorch model: the reference must compute what the accelerator computes, including FINN's
+folding of batch norm, the pixel scaling and the sign quantizer into integer thresholds.
+
+What is read, node by node, in graph order:
+
+- ``Thresholding`` on the raw pixels (FINN: out = #{t : x >= t} + ActVal): thresholds -> int32.
+- ``MVAU`` with ``binaryXnorMode=1`` (FINN: acc = XnorPopcountMatMul(x, W), then MultiThreshold on
+  acc for hidden layers): weights (MW, MH) in {0, 1} -> packed rows, thresholds -> int32.
+- The trailing ``ElementwiseMul`` / ``ElementwiseAdd`` (or ONNX ``Mul`` / ``Add``) with constant
+  operands -> output_mul, output_add. A ``LabelSelect``/``TopK`` after them is an argmax and ignored.
+
+Inputs and accumulators are integers, so ``x >= t`` is the same as ``x >= ceil(t)``: thresholds are
+stored as ``ceil(t)`` clipped to the reachable range ([0, 256] for pixels, [0, K + 1] for a
+popcount of K bits), which keeps the comparison exact without floats on the board.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from host.xnor_format import DenseLayer, XnorModel, load_xnor_model, save_xnor_model
+
+# The FINN steps whose output the reference mirrors (the same functions hw_builds' full build runs).
+EXPORT_STEPS = ("step_qonnx_to_finn", "step_tidy_up", "step_streamline", "step_convert_to_hw")
+
+
+class XnorExportError(ValueError):
+    """The FINN graph is not a w1a1 MLP the reference understands; the message names the node."""
+
+
+def annotate_uint8_input(model):
+    """Declare the graph input UINT8 (raw pixels), as the accelerator sees it, before streamlining."""
+    from qonnx.core.datatype import DataType
+
+    model.set_tensor_datatype(model.graph.input[0].name, DataType["UINT8"])
+    return model
+
+
+def run_finn_steps(onnx_path: str | Path, work_dir: str | Path):
+    """QONNX -> streamlined FINN model -> HW model; returns (streamlined, hw) ModelWrappers."""
+    from hw_builds.finn_env import import_build_steps
+
+    steps = import_build_steps()
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"{onnx_path}: QONNX model not found; run the export_qonnx rule first")
+    cfg = DataflowBuildConfig(output_dir=str(work_dir), synth_clk_period_ns=10.0, generate_outputs=[])
+    model = annotate_uint8_input(ModelWrapper(str(onnx_path)))
+    streamlined = None
+    for name in EXPORT_STEPS:
+        model = getattr(steps, name)(model, cfg)
+        if name == "step_streamline":
+            streamlined = copy.deepcopy(model)  # later steps must not alter the saved one
+    return streamlined, model
+
+
+def _ceil_thresholds(thr: np.ndarray, lo: int, hi: int, where: str) -> np.ndarray:
+    """float thresholds -> int32 ceil, clipped to [lo, hi]; exact for integer inputs in [lo, hi-1]."""
+    thr = np.asarray(thr, dtype=np.float64)
+    if np.isnan(thr).any():
+        raise XnorExportError(f"{where}: NaN threshold")
+    return np.clip(np.ceil(thr), lo, hi).astype(np.int32)
+
+
+def _const(model, name: str, where: str) -> np.ndarray:
+    value = model.get_initializer(name)
+    if value is None:
+        raise XnorExportError(f"{where}: input {name!r} is not a constant initializer")
+    return np.asarray(value)
+
+
+def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None = None) -> XnorModel:
+    """Read the Thresholding / MVAU / Mul / Add nodes of a FINN HW model into an :class:`XnorModel`."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    input_thr = None
+    layers: list[DenseLayer] = []
+    mul = add = None
+    k_in = int(np.prod(input_shape))
+    for node in hw_model.graph.node:
+        op = node.op_type.removesuffix("_hls").removesuffix("_rtl")
+        where = f"node {node.name} ({node.op_type})"
+        if op in ("Reshape", "Flatten"):
+            continue
+        if op in ("LabelSelect", "TopK"):
+            continue  # argmax of the logits: the reference's predict() is the same
+        if op == "Thresholding":
+            inst = getCustomOp(node)
+            if layers or input_thr is not None:
+                raise XnorExportError(f"{where}: standalone thresholds between layers are not supported")
+            if inst.get_nodeattr("outputDataType") != "BINARY" or inst.get_nodeattr("ActVal") != 0:
+                raise XnorExportError(f"{where}: only a BINARY input activation (w1a1) is supported")
+            thr = _const(hw_model, node.input[1], where)
+            if thr.shape[1] != 1:
+                raise XnorExportError(f"{where}: {thr.shape[1]} thresholds per channel, expected 1 (a1)")
+            input_thr = _ceil_thresholds(thr, 0, 256, where)
+        elif op == "MVAU":
+            inst = getCustomOp(node)
+            if mul is not None:
+                raise XnorExportError(f"{where}: MVAU after the output Mul/Add")
+            if not inst.get_nodeattr("binaryXnorMode"):
+                raise XnorExportError(f"{where}: not an XNOR-popcount MVAU (binaryXnorMode=0); w1a1 only")
+            w = _const(hw_model, node.input[1], where)  # (MW, MH) in {0, 1}
+            if not np.isin(w, (0, 1)).all():
+                raise XnorExportError(f"{where}: weights are not binary {{0, 1}}")
+            k, m = w.shape
+            packed = np.packbits(w.T.astype(np.uint8), axis=1, bitorder="little")  # (MH, ceil(MW/8))
+            thr = None
+            if inst.get_nodeattr("noActivation") == 0:
+                if inst.get_nodeattr("outputDataType") != "BINARY" or inst.get_nodeattr("ActVal") != 0:
+                    raise XnorExportError(f"{where}: only BINARY output activations (a1) are supported")
+                t = _const(hw_model, node.input[2], where)
+                if t.ndim != 2 or t.shape[1] != 1:
+                    raise XnorExportError(f"{where}: thresholds of shape {t.shape}, expected (MH or 1, 1)")
+                thr = _ceil_thresholds(t, 0, k + 1, where)
+            layers.append(DenseLayer(int(k), int(m), packed, thr))
+        elif op in ("ElementwiseMul", "Mul", "ElementwiseAdd", "Add"):
+            if not layers:
+                raise XnorExportError(f"{where}: arithmetic before the first MVAU was not streamlined away")
+            operand = _const(hw_model, node.input[1], where).astype(np.float64)
+            m_last = layers[-1].out_features
+            operand = np.broadcast_to(operand.reshape(-1), (m_last,)) if operand.size in (1, m_last) else None
+            if operand is None:
+                raise XnorExportError(f"{where}: constant must be scalar or per-class")
+            if mul is None:
+                mul, add = np.ones(m_last), np.zeros(m_last)
+            if op.endswith("Mul"):
+                mul, add = mul * operand, add * operand
+            else:
+                add = add + operand
+        else:
+            raise XnorExportError(f"{where}: node type not supported by the XNOR reference (w1a1 MLPs only)")
+    if input_thr is None:
+        raise XnorExportError("no input Thresholding node found (expected FINN's binarisation of the pixels)")
+    if not layers:
+        raise XnorExportError("no MVAU node found")
+    if input_thr.shape[0] not in (1, k_in):
+        raise XnorExportError(f"input thresholds for {input_thr.shape[0]} channels, model has {k_in} inputs")
+    if mul is None:
+        mul, add = np.ones(layers[-1].out_features), np.zeros(layers[-1].out_features)
+    return XnorModel(
+        input_thresholds=input_thr,
+        layers=layers,
+        output_mul=mul.astype(np.float32),
+        output_add=add.astype(np.float32),
+        input_shape=tuple(int(d) for d in input_shape),
+        meta=dict(meta or {}),
+    )
+
+
+def export_xnor(onnx_path: str | Path, out_npz: str | Path, model_name: str,
+                streamlined_onnx: str | Path, hw_onnx: str | Path, summary_json: str | Path | None = None) -> dict:
+    """The export_xnor stage: FINN steps on the QONNX file, extract, write npz (+ the two FINN models).
+
+    Writes ``out_npz`` (format in host/xnor_format.py), the streamlined and HW ONNX models that
+    the verification runs, and ``summary_json`` (sizes, layer shapes). Returns that summary.
+    """
+    with tempfile.TemporaryDirectory(prefix="bnnflow_xnor_") as tmp:
+        streamlined, hw = run_finn_steps(onnx_path, tmp)
+    in_shape = streamlined.get_tensor_shape(streamlined.graph.input[0].name)  # (1, C, H, W)
+    xnor = extract_xnor_model(
+        hw, input_shape=tuple(in_shape[1:]),
+        meta={"model": model_name, "source": str(onnx_path), "finn_steps": list(EXPORT_STEPS)},
+    )
+    for model, path in ((streamlined, streamlined_onnx), (hw, hw_onnx)):
+        _atomic_save_onnx(model, Path(path))
+    manifest = save_xnor_model(xnor, out_npz)
+    load_xnor_model(out_npz)  # read back: the file on disk passes its own checks
+    summary = {
+        "model": model_name,
+        "xnor_model": str(out_npz),
+        "format_version": manifest["format_version"],
+        "layers": manifest["layers"],
+        **manifest["sizes"],
+        "npz_file_bytes": os.path.getsize(out_npz),
+    }
+    if summary_json is not None:
+        _atomic_write_json(summary, Path(summary_json))
+    return summary
+
+
+def _atomic_save_onnx(model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    model.save(str(tmp))
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,237 @@
+"""verify_xnor: the same test images through four independent paths, compared exactly, layer by layer.
+
+1. the XNOR-popcount reference (host/xnor.py, from ``xnor_model.npz``): integers, bit-packed;
+2. Brevitas (the trained checkpoint), float32 PyTorch, with hooks on every quantized layer;
+3. FINN's streamlined model run by qonnx/FINN ``execute_onnx``: its XnorPopcountMatMul nodes give the
+   integer accumulators the reference must reproduce, its MultiThreshold nodes the activation bits;
+4. FINN's HW model (after ``step_convert_to_hw``; Thresholding + MVAU nodes) in python execution.
+
+Every path is turned into the same named intermediates (``layer{i}.in_bits`` 0/1, ``layer{i}.acc``
+popcount, ``logits``; see ``XnorReference.trace``): Brevitas' +1/-1 activations as bits, its
+Linear outputs (the +1/-1 dot product d) as (d + K) / 2. The stage passes only if top-1 agrees for
+every image in all four paths and every integer intermediate is identical; otherwise the report
+names the first differing intermediate in execution order, with the number of images affected.
+
+Ties: top-1 is the first maximal logit everywhere (np.argmax / torch.argmax). Images whose two best
+XNOR logits are equal are counted as ``xnor_ties``; they still have to agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from host.xnor import XnorReference
+
+
+class XnorVerificationError(AssertionError):
+    """Two paths disagree; the message names the first differing layer."""
+
+
+def _to_numpy(t) -> np.ndarray:
+    value = getattr(t, "value", t)  # brevitas QuantTensor -> its tensor
+    return value.detach().cpu().numpy()
+
+
+def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500) -> dict[str, np.ndarray]:
+    """Brevitas forward on raw pixels with hooks: the reference's intermediates, from float tensors."""
+    import torch
+    from brevitas.nn import QuantIdentity, QuantLinear
+
+    acts = [m for m in model.modules() if isinstance(m, QuantIdentity)]
+    linears = [m for m in model.modules() if isinstance(m, QuantLinear)]
+    if len(acts) != len(linears):
+        raise XnorVerificationError(f"expected one activation quantizer per Linear, got {len(acts)} and {len(linears)}")
+    parts: dict[str, list[np.ndarray]] = {}
+    handles = []
+
+    def keep(name, fn):
+        def hook(_module, _inp, out):
+            parts.setdefault(name, []).append(fn(_to_numpy(out)))
+        return hook
+
+    for i, act in enumerate(acts):  # input quantizer first, then one after each hidden Linear
+        handles.append(act.register_forward_hook(keep(f"layer{i}.in_bits", lambda v: (v > 0).astype(np.uint8).reshape(len(v), -1))))
+    for i, lin in enumerate(linears):
+        k = lin.in_features
+        handles.append(lin.register_forward_hook(keep(f"layer{i}.acc", lambda v, k=k: np.rint((v + k) / 2).astype(np.int32))))
+    logits = []
+    try:
+        with torch.no_grad():
+            for lo in range(0, len(x_uint8), batch_size):
+                xb = torch.from_numpy(x_uint8[lo : lo + batch_size].astype(np.float32))
+                logits.append(_to_numpy(model(xb)).astype(np.float32))
+    finally:
+        for h in handles:
+            h.remove()
+    out = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    out["logits"] = np.concatenate(logits)
+    return out
+
+
+def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[str, np.ndarray]:
+    """Run a FINN model per sample in python mode; collect the reference's intermediates by node type.
+
+    Streamlined model: MultiThreshold -> in_bits of the next layer, XnorPopcountMatMul -> acc.
+    HW model: Thresholding -> layer0.in_bits, MVAU with thresholds -> next in_bits, last MVAU -> acc.
+    """
+    from hw_builds.execute import load_model, python_executable
+
+    import finn.custom_op.fpgadataflow.reshape  # noqa: F401 - registers the HW Reshape op (lazy in finn-plus)
+    from finn.core.onnx_exec import execute_onnx
+
+    model = python_executable(load_model(onnx_path))
+    in_name, out_name = model.graph.input[0].name, model.graph.output[0].name
+    in_shape = tuple(model.get_tensor_shape(in_name))
+    names: list[tuple[str, str]] = []  # (reference intermediate, tensor name)
+    layer = 0
+    for node in model.graph.node:
+        op = node.op_type.removesuffix("_hls").removesuffix("_rtl")
+        if op in ("MultiThreshold", "Thresholding"):
+            names.append((f"layer{layer}.in_bits", node.output[0]))
+        elif op == "XnorPopcountMatMul":
+            names.append((f"layer{layer}.acc", node.output[0]))
+            layer += 1
+        elif op == "MVAU":
+            from qonnx.custom_op.registry import getCustomOp
+
+            if getCustomOp(node).get_nodeattr("noActivation"):
+                names.append((f"layer{layer}.acc", node.output[0]))
+            else:
+                names.append((f"layer{layer + 1}.in_bits", node.output[0]))
+            layer += 1
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in names}
+    parts["logits"] = []
+    # qonnx "sanitizes" every integer-typed tensor around every node (rounds near-integers, and takes
+    # a Python max over the 1M-entry LFC weight tensors: 80 % of the run time). Off here: values are
+    # taken exactly as FINN computes them, and _exact_int below refuses any non-integer instead.
+    saved = os.environ.get("SANITIZE_QUANT_TENSORS")
+    os.environ["SANITIZE_QUANT_TENSORS"] = "0"
+    try:
+        for sample in tqdm(x_uint8, desc=desc, unit="img", mininterval=5.0):
+            ctx = execute_onnx(model, {in_name: sample.astype(np.float32).reshape(in_shape)},
+                               return_full_exec_context=True)
+            for name, tensor in names:  # copies: a view would keep the sample's whole context alive
+                parts[name].append(np.array(ctx[tensor], dtype=np.float32).reshape(-1))
+            parts["logits"].append(np.array(ctx[out_name], dtype=np.float32).reshape(-1))
+            del ctx
+    finally:
+        if saved is None:
+            os.environ.pop("SANITIZE_QUANT_TENSORS", None)
+        else:
+            os.environ["SANITIZE_QUANT_TENSORS"] = saved
+    out = {}
+    for name, chunks in parts.items():
+        arr = np.stack(chunks)
+        out[name] = arr if name == "logits" else _exact_int(arr, f"{onnx_path}: {name}")
+    return out
+
+
+def _exact_int(arr: np.ndarray, where: str) -> np.ndarray:
+    """Float tensor that must hold integers -> int32; refuse silently rounded values."""
+    ints = np.rint(arr)
+    if not np.array_equal(ints, arr):
+        raise XnorVerificationError(f"{where}: non-integer values where integers were expected")
+    return ints.astype(np.int32)
+
+
+def compare_traces(ref: dict[str, np.ndarray], other: dict[str, np.ndarray],
+                   fan_in: dict[str, int] | None = None) -> list[dict]:
+    """Per intermediate that both paths have: images that differ (logits compared by top-1 only).
+
+    ``fan_in`` (for Brevitas): accumulators named there may be mirrored per neuron, acc' = K - acc.
+    FINN's streamlining moves the sign of a negative batch-norm scale into that neuron's weights
+    (FactorOutMulSignMagnitude, Absorb1BitMulIntoMatMul), so its popcount is the mirror of the
+    one computed with Brevitas' weights; a neuron must then be mirrored on every image.
+    """
+    rows = []
+    for name in ref:
+        if name not in other or name == "logits":
+            continue
+        a, b = ref[name].astype(np.int64), other[name].reshape(ref[name].shape).astype(np.int64)
+        row = {"intermediate": name}
+        if fan_in and name in fan_in:
+            mirrored = np.all(a == fan_in[name] - b, axis=0) & ~np.all(a == b, axis=0)  # (M,)
+            b = np.where(mirrored[None, :], fan_in[name] - b, b)
+            row["neurons_mirrored"] = int(mirrored.sum())
+        differ = np.any(a != b, axis=1)
+        row.update(images_differing=int(differ.sum()), first_image=int(np.argmax(differ)) if differ.any() else None)
+        rows.append(row)
+    return rows
+
+
+def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: str | Path, hw_onnx: str | Path,
+                data_npz: str | Path, out_json: str | Path, model_name: str,
+                test_subset: int | None = None, finn_subset: int | None = None) -> dict:
+    """Run the verification; write ``out_json`` if all agree, else print the report and raise.
+
+    ``test_subset``: first N test images (None = all) for the XNOR reference and Brevitas;
+    ``finn_subset``: first N of those also run through the two FINN models (None = all of them).
+    """
+    from models.datasets import load_npz
+    from models.train import load_checkpoint
+
+    ref = XnorReference.load(xnor_npz)
+    data = load_npz(data_npz, test_subset=test_subset)
+    x = data["x_test"].reshape((-1,) + tuple(ref.model.input_shape))  # (N, C, H, W) uint8
+    y = data["y_test"].astype(np.int64)
+    n = len(x)
+    n_finn = n if finn_subset is None else min(n, finn_subset)
+
+    paths = {"xnor": ref.trace(x), "brevitas": brevitas_trace(load_checkpoint(checkpoint), x)}
+    paths["finn_streamlined"] = finn_trace(streamlined_onnx, x[:n_finn], "FINN streamlined")
+    paths["finn_hw"] = finn_trace(hw_onnx, x[:n_finn], "FINN HW model")
+
+    fan_in = {f"layer{i}.acc": layer.in_features for i, layer in enumerate(ref.model.layers)}
+    top1 = {name: np.argmax(t["logits"], axis=1) for name, t in paths.items()}
+    xl = np.sort(paths["xnor"]["logits"], axis=1)
+    report: dict = {
+        "model": model_name,
+        "images": n,
+        "images_finn": n_finn,
+        "xnor_backend": ref.backend,
+        "accuracy": {name: float(np.mean(p == y[: len(p)])) for name, p in top1.items()},
+        "top1_agree_with_xnor": {},
+        "intermediates": {},
+        "xnor_ties": int(np.sum(xl[:, -1] == xl[:, -2])),
+        "max_abs_logit_diff_vs_xnor": {},
+    }
+    first_diff = None
+    for name in ("brevitas", "finn_streamlined", "finn_hw"):
+        m = len(top1[name])
+        agree = int(np.sum(top1[name] == top1["xnor"][:m]))
+        report["top1_agree_with_xnor"][name] = {"agree": agree, "of": m}
+        report["max_abs_logit_diff_vs_xnor"][name] = float(
+            np.max(np.abs(paths[name]["logits"] - paths["xnor"]["logits"][:m]), initial=0.0))
+        ref_part = {k: v[:m] for k, v in paths["xnor"].items()}
+        rows = compare_traces(ref_part, paths[name], fan_in if name == "brevitas" else None)
+        report["intermediates"][name] = rows
+        bad = next((r for r in rows if r["images_differing"]), None)
+        if first_diff is None and (bad is not None or agree != m):
+            first_diff = {"path": name, "intermediate": bad["intermediate"] if bad else "logits (top-1)",
+                          "images_differing": bad["images_differing"] if bad else m - agree}
+    all_agree = np.all([top1[p] == top1["xnor"][:n_finn] for p in ("finn_streamlined", "finn_hw")], axis=0)
+    all_agree &= top1["brevitas"][:n_finn] == top1["xnor"][:n_finn]
+    report["top1_all_four_agree"] = {"agree": int(all_agree.sum()), "of": n_finn}
+    report["first_difference"] = first_diff
+    report["passed"] = first_diff is None
+    if first_diff is not None:  # no output file on failure: the report goes to the log instead
+        print(json.dumps(report, indent=2), file=sys.stderr)
+        raise XnorVerificationError(
+            f"{model_name}: {first_diff['path']} differs from the XNOR reference first at "
+            f"{first_diff['intermediate']} on {first_diff['images_differing']} images"
+        )
+    _write_json(report, Path(out_json))
+    return report
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,67 @@
+"""`python -m host validate` as a person runs it: from inside the package, exit status and message.
+
+Each case runs the package's own copy of host/ (cwd = package, as on the board), so these also
+prove that the copied code imports on its own in this environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+from deploy_helpers import build_package
+
+HAS_FINN = importlib.util.find_spec("finn") is not None
+
+
+def run_cli(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "host", "validate", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_package_copy_of_host_is_the_one_imported(tmp_path) -> None:
+    root = build_package(tmp_path)
+    out = subprocess.run([sys.executable, "-c", "import host.validate as v; print(v.__file__)"], cwd=root,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(root / "host" / "validate.py")
+
+
+def test_board_backend_without_device_exits_2(tmp_path) -> None:
+    root = build_package(tmp_path, target="hardware")
+    res = run_cli(root, "--package", ".", "--backend", "board", "--out", "validation.json")
+    assert res.returncode == 2, res.stderr
+    assert "no FPGA device" in res.stderr
+    assert not (root / "validation.json").exists()
+
+
+def test_tampered_package_exits_2_before_loading(tmp_path) -> None:
+    root = build_package(tmp_path, target="hardware")
+    with open(root / "xnor_model.npz", "ab") as f:
+        f.write(b"\0")
+    res = run_cli(root, "--package", ".", "--backend", "board")
+    assert res.returncode == 2
+    assert "xnor_model.npz: sha256" in res.stderr and "differs from the manifest" in res.stderr
+
+
+def test_missing_package_and_bad_arguments(tmp_path) -> None:
+    root = build_package(tmp_path)
+    res = run_cli(root, "--package", str(tmp_path / "nope"))
+    assert res.returncode == 2 and "no such package directory" in res.stderr
+    res = run_cli(root, "--package", ".", "--backend", "fpga")
+    assert res.returncode == 2 and "invalid choice" in res.stderr  # argparse usage error
+
+
+@pytest.mark.skipif(HAS_FINN, reason="checks the message where finn-plus is absent (board environment)")
+def test_emulation_backend_without_finn_exits_2(tmp_path) -> None:
+    root = build_package(tmp_path)
+    res = run_cli(root, "--package", ".", "--backend", "emulation")
+    assert res.returncode == 2 and "emulation backend needs finn-plus" in res.stderr
+
+
+@pytest.mark.skipif(not HAS_FINN, reason="needs finn-plus (main environment)")
+def test_emulation_backend_refuses_an_unreadable_model(tmp_path) -> None:
+    root = build_package(tmp_path)  # its emulation/model.onnx is not an ONNX file
+    res = run_cli(root, "--package", ".", "--backend", "emulation")
+    assert res.returncode == 2 and "model.onnx: not a readable ONNX model" in res.stderr

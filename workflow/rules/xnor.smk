@@ -1,0 +1,65 @@
+# XNOR-popcount reference stage: binary weight export from FINN, bit-exact verification, speed benchmark
+# (logic in hw_builds/xnor_export.py, hw_builds/xnor_verify.py, hw_builds/xnor_bench.py, host/xnor.py).
+
+
+rule export_xnor:
+    input:
+        onnx="results/{model}/export/model.onnx",
+    output:
+        npz="results/{model}/xnor/xnor_model.npz",
+        streamlined="results/{model}/xnor/streamlined.onnx",
+        hw="results/{model}/xnor/hw.onnx",
+        summary=report("results/{model}/xnor/export.json", category="XNOR reference", labels={"model": "{model}", "file": "export"}),
+    log:
+        "logs/export_xnor/{model}.log",
+    benchmark:
+        "benchmarks/export_xnor/{model}.tsv"
+    wildcard_constraints:
+        model=r"(tfc|sfc|lfc)_w1a1",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/export_xnor.py"
+
+
+rule verify_xnor:
+    input:
+        xnor="results/{model}/xnor/xnor_model.npz",
+        streamlined="results/{model}/xnor/streamlined.onnx",
+        hw="results/{model}/xnor/hw.onnx",
+        checkpoint="results/{model}/train/checkpoint.pt",
+        dataset=dataset_npz,
+    output:
+        report("results/{model}/xnor/verify.json", category="XNOR reference", labels={"model": "{model}", "file": "verify"}),
+    log:
+        "logs/verify_xnor/{model}.log",
+    benchmark:
+        "benchmarks/verify_xnor/{model}.tsv"
+    wildcard_constraints:
+        model=r"(tfc|sfc|lfc)_w1a1",
+    conda:
+        "../../environment.yml"
+    params:
+        test_subset=config["data"]["test_subset"],
+        finn_subset=config["xnor"]["verify_finn_subset"],
+    script:
+        "../scripts/verify_xnor.py"
+
+
+rule bench_xnor:
+    output:
+        report("results/bench/xnor.json", category="Benchmarks", labels={"file": "xnor"}),
+    log:
+        "logs/bench_xnor/xnor.log",
+    benchmark:
+        "benchmarks/bench_xnor/xnor.tsv"
+    threads: config["xnor"]["bench_threads"]
+    conda:
+        "../../environment.yml"
+    params:
+        families=config["xnor"]["bench_models"],
+        batch_sizes=config["xnor"]["bench_batch_sizes"],
+        repeats=config["xnor"]["bench_repeats"],
+        seed=config["xnor"]["bench_seed"],
+    script:
+        "../scripts/bench_xnor.py"

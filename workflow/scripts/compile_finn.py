@@ -1,0 +1,23 @@
+"""Snakemake script: FINN build of one model for one board, every step verified (logic in hw_builds.compile)."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
+
+from hw_builds.compile import compile_finn  # noqa: E402
+
+compile_finn(
+    onnx_path=snakemake.input.onnx,  # noqa: F821
+    golden_path=snakemake.input.golden,  # noqa: F821
+    output_dir=snakemake.params.out_dir,  # noqa: F821
+    board=snakemake.wildcards.board,  # noqa: F821
+    model_name=snakemake.wildcards.model,  # noqa: F821
+    target=snakemake.params.target,  # noqa: F821
+    clk_period_ns=snakemake.params.clk_period_ns,  # noqa: F821
+    target_fps=snakemake.params.target_fps,  # noqa: F821
+    folding_config=snakemake.input.folding[0] if snakemake.input.folding else None,  # noqa: F821
+    mvau_wwidth_max=snakemake.params.mvau_wwidth_max,  # noqa: F821
+    fail_if_not_fits=snakemake.params.fail_if_not_fits,  # noqa: F821
+    verify_samples=snakemake.params.verify_samples,  # noqa: F821
+    progress=False,
+)

@@ -1,0 +1,16 @@
+"""Snakemake script: train one BNN into results/{model}/train/ (logic in models.train.train_model)."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "a")  # noqa: F821 - injected by Snakemake; "a" keeps a resumed run's history
+
+from models.train import train_model  # noqa: E402
+
+train_model(
+    model_name=snakemake.wildcards.model,  # noqa: F821
+    dataset_npz=snakemake.input.dataset,  # noqa: F821
+    out_dir=snakemake.params.out_dir,  # noqa: F821
+    config=snakemake.params.recipe,  # noqa: F821
+    train_subset=snakemake.params.train_subset,  # noqa: F821
+    test_subset=snakemake.params.test_subset,  # noqa: F821
+)

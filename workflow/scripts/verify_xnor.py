@@ -1,0 +1,19 @@
+"""Snakemake script: XNOR reference vs Brevitas vs FINN, bit-exact (logic in hw_builds.xnor_verify)."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
+
+from hw_builds.xnor_verify import verify_xnor  # noqa: E402
+
+verify_xnor(
+    xnor_npz=snakemake.input.xnor,  # noqa: F821
+    checkpoint=snakemake.input.checkpoint,  # noqa: F821
+    streamlined_onnx=snakemake.input.streamlined,  # noqa: F821
+    hw_onnx=snakemake.input.hw,  # noqa: F821
+    data_npz=snakemake.input.dataset,  # noqa: F821
+    out_json=snakemake.output[0],  # noqa: F821
+    model_name=snakemake.wildcards.model,  # noqa: F821
+    test_subset=snakemake.params.test_subset,  # noqa: F821
+    finn_subset=snakemake.params.finn_subset,  # noqa: F821
+)
