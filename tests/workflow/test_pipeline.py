@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -47,12 +48,85 @@ def merged_config() -> dict:
     return config
 
 
+MODEL, BOARD = "tfc_w1a1", "Pynq-Z1"
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_config_is_what_ci_means() -> None:
+    config = merged_config()
+    assert config["models"] == [MODEL] and config["boards"] == [BOARD]
+    assert config["finn"]["target"] == "emulation"
+
+
 def test_data_stage(pipeline_run: Path) -> None:
     with np.load(pipeline_run / "resources" / "mnist.npz") as npz:
         assert npz["x_train"].shape == (60000, 28, 28)
         assert np.bincount(npz["y_test"]).tolist()[:3] == [980, 1135, 1032]
 
 
+def test_training_stage(pipeline_run: Path) -> None:
+    train = pipeline_run / "results" / MODEL / "train"
+    metrics = read_json(train / "metrics.json")
+    assert metrics["epochs"] == merged_config()["train"]["epochs"]
+    assert metrics["test_accuracy"] > 0.7  # 3 epochs on 4,500 images: far above chance (0.1)
+    assert metrics["footprint"]["compression_ratio"] == 32.0
+    assert (train / "curves.png").stat().st_size > 1000
+    assert len((train / "history.csv").read_text().splitlines()) == 1 + metrics["epochs"]
+    assert any((train / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_export_stage_round_trip(pipeline_run: Path) -> None:
+    export = pipeline_run / "results" / MODEL / "export"
+    roundtrip = read_json(export / "roundtrip.json")
+    assert roundtrip["passed"] and roundtrip["max_abs_diff"] == 0.0
+    with np.load(export / "golden.npz") as golden:
+        assert golden["x"].dtype == np.uint8 and golden["x"].shape[1:] == (1, 28, 28)
+
+
+def test_finn_build_verified_every_step(pipeline_run: Path) -> None:
+    build = pipeline_run / "hw_builds" / MODEL / BOARD
+    summary = read_json(build / "summary.json")
+    assert summary["target"] == "emulation" and summary["fits"] is True
+    assert summary["verified_steps"][-1] == "step_make_zynq_driver"
+    assert {"step_streamline", "step_convert_to_hw", "step_specialize_layers", "step_hw_codegen"} <= set(summary["verified_steps"])
+    assert summary["estimate"]["throughput_fps"] > 0 and summary["estimate"]["latency_cycles"] > 0
+    io = read_json(build / "driver" / "settings.json")["driver_information"]["io_shape_dict"]
+    assert io["idma_names"] == ["idma0"] and io["odma_names"] == ["odma0"]
+    assert io["idt"] == ["DataType['UINT8']"] and io["ishape_normal"] == [[1, 1, 28, 28]]
+
+
+def test_xnor_reference_agrees_with_brevitas_and_finn(pipeline_run: Path) -> None:
+    verify = read_json(pipeline_run / "results" / MODEL / "xnor" / "verify.json")
+    assert verify["passed"] and verify["first_difference"] is None
+    assert verify["images"] == merged_config()["data"]["test_subset"] == verify["images_finn"]
+
+
+def test_validation_on_emulated_accelerator(pipeline_run: Path) -> None:
+    validation = read_json(pipeline_run / "results" / MODEL / BOARD / "validation.json")
+    assert validation["backend"] == "emulation" and validation["images"] == 1000
+    assert validation["agreement"]["exact"] and validation["agreement"]["differing_images"] == 0
+    assert validation["accelerator"]["latency"]["kind"] == "estimate"
+    assert {b["status"] for b in validation["budgets"].values()} <= {"pass", "fail", "not_measured"}
+    manifest = read_json(pipeline_run / "hw_builds" / MODEL / BOARD / "deploy" / "manifest.json")
+    assert manifest
+
+
+def test_report(pipeline_run: Path) -> None:
+    html = (pipeline_run / "results" / "report.html").read_text()
+    assert html.count("<img") >= 5
+    frame = pd.read_csv(pipeline_run / "results" / "summary.csv")
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    for column in ("test_accuracy_pct", "est_throughput_fps", "LUT", "accelerator_accuracy_pct"):
+        assert pd.notna(row[column]), column
+    assert bool(row["accuracy_stages_agree"])
+    assert (pipeline_run / "results" / "bench" / "xnor.json").is_file()
+
+
 def test_every_rule_wrote_a_log(pipeline_run: Path) -> None:
-    logs = list((pipeline_run / "logs").rglob("*.log"))
-    assert logs, "no rule logs written"
+    logs = {p.parts[len(pipeline_run.parts) + 1] for p in (pipeline_run / "logs").rglob("*.log")}
+    assert {"prepare_data", "train_model", "export_qonnx", "compile_finn", "export_xnor", "verify_xnor",
+            "package_deployment", "validate_accelerator", "render_report"} <= logs
