@@ -33,8 +33,9 @@ def has_xnor_reference(model: str) -> bool:
 
 def stage_applies(path: str) -> bool:
     """Whether the workflow makes this stage output for the model it names (XNOR, validation: w1a1 MLPs only)."""
-    model = next((part for part in path.split("/") if re.fullmatch(MODEL_RE, part)), None)
-    needs_xnor = "/xnor/" in path or path.endswith("validation.json") or "/deploy" in path
+    parts = path.split("/")
+    model = next((part for part in parts if re.fullmatch(MODEL_RE, part)), None)
+    needs_xnor = bool({"xnor", "deploy", "validation.json"} & set(parts))
     return model is None or not needs_xnor or has_xnor_reference(model)
 
 
