@@ -48,8 +48,10 @@ HARDWARE_STEPS = (
     "step_prepare_synthesis",
     "step_synthesize_bitfile",
     "step_make_driver",
-    "step_deployment_package",
 )
+# FINN's step_deployment_package is left out on purpose: the package_deployment rule builds
+# hw_builds/<model>/<board>/deploy/ (bitfile/, driver settings, XNOR model, test set, host/, manifest),
+# so one stage owns that folder in both targets.
 # Where bnnflow's custom steps go: (FINN step, "before" | "after", custom step name).
 INJECTIONS = (
     ("step_qonnx_to_finn", "before", "step_annotate_uint8_input"),
@@ -171,7 +173,6 @@ def dataflow_config(settings: BuildSettings, output_dir: Path, golden_dir: Path 
             DataflowOutputType.STITCHED_IP,
             DataflowOutputType.RTLSIM_PERFORMANCE,
             DataflowOutputType.BITFILE,
-            DataflowOutputType.DEPLOYMENT_PACKAGE,
         ]
     fields: dict[str, Any] = dict(
         output_dir=str(output_dir),

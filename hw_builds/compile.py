@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw_builds.build_config import BuildSettings, dataflow_config, require_tools_for, step_names
+from hw_builds.build_config import HARDWARE_STEPS, BuildSettings, dataflow_config, require_tools_for, step_names
 from hw_builds.custom_steps import (
     FOLDING_REPAIRS_PROP,
     DesignDoesNotFitError,
@@ -30,19 +30,9 @@ from hw_builds.summary import build_summary, write_final_folding, write_json_ato
 from hw_builds.verify import VerificationError, check_step, load_golden
 
 # Steps after which the graph is no longer a python-executable dataflow model: the Zynq / Vivado
-# products. FINN's own cppsim / stitched-IP rtlsim checks cover them (hardware target only).
-UNVERIFIED_STEPS = frozenset(
-    {
-        "step_generate_hardware",
-        "step_create_stitched_ip",
-        "step_measure_rtlsim_performance",
-        "step_out_of_context_synthesis",
-        "step_prepare_synthesis",
-        "step_synthesize_bitfile",
-        "step_make_driver",
-        "step_deployment_package",
-    }
-)
+# products (step_assign_ddr_weight_offsets only annotates, so it stays verified). FINN's own cppsim /
+# stitched-IP rtlsim checks cover them (hardware target only).
+UNVERIFIED_STEPS = frozenset(HARDWARE_STEPS) - {"step_assign_ddr_weight_offsets"}
 # bnnflow's own clean, explicit errors pass through unchanged; anything else is wrapped.
 PASS_THROUGH = (VerificationError, DesignDoesNotFitError, FoldingConfigError, UnsupportedModelError, FinnExecutionError)
 # FINN output folders a rebuild replaces (deploy/ of a later stage is left alone in emulation).

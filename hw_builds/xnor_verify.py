@@ -174,7 +174,7 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     ``finn_subset``: first N of those also run through the two FINN models (None = all of them).
     """
     from models.datasets import load_npz
-    from models.train import load_checkpoint
+    from models.checkpoint import load_checkpoint
 
     ref = XnorReference.load(xnor_npz)
     data = load_npz(data_npz, test_subset=test_subset)

@@ -24,7 +24,7 @@ import torch
 from models.datasets import load_npz
 from models.export import execute_qonnx, export_qonnx
 from models.inputs import to_model_input
-from models.train import load_checkpoint
+from models.checkpoint import load_checkpoint
 
 
 class ExportMismatchError(RuntimeError):

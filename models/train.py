@@ -11,12 +11,9 @@ is touched only once, after training, for the figure in metrics.json.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -29,13 +26,19 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from models.checkpoint import (
+    _atomic_torch_save,
+    _atomic_write_text,
+    file_sha256,
+    save_checkpoint,
+    weight_footprint,
+)
+from models.curves import plot_curves, write_history_csv
 from models.datasets import load_npz
 from models.inputs import to_model_input
-from models.topologies import BNN, build_model, parse_model_name
+from models.topologies import build_model, parse_model_name
 
-CHECKPOINT_FORMAT = "bnnflow-checkpoint-v1"
 STATE_FORMAT = "bnnflow-train-state-v1"
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
 
 @dataclass(frozen=True)
@@ -162,98 +165,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch_
         correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
     model.train(was_training)
     return total_loss / len(x), correct / len(x)
-
-
-# --------------------------------------------------------------------------- files
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def save_checkpoint(model: BNN, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the trained model (name + state dict) atomically; ``load_checkpoint`` rebuilds it."""
-    payload = {"format": CHECKPOINT_FORMAT, "model_name": model.spec.name, "state_dict": model.state_dict()}
-    payload.update(extra or {})
-    _atomic_torch_save(payload, Path(path))
-
-
-def load_checkpoint(path: str | Path) -> BNN:
-    """Rebuild a model from ``checkpoint.pt`` in eval mode; a clear error names a bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found; train it with `snakemake {path}`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a corrupt zip / pickle
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a bnnflow checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    model = build_model(payload["model_name"])
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit model {payload['model_name']!r}: {err}") from err
-    return model.eval()
-
-
-def weight_footprint(model: BNN) -> dict[str, Any]:
-    """Memory of the quantized weights at their bit width, against float32 latent weights."""
-    n_weights = sum(m.weight.numel() for m in model.quant_layers())
-    bits = model.spec.weight_bits
-    return {
-        "quantized_weights": n_weights,
-        "weight_bits": bits,
-        "weight_bytes_quantized": math.ceil(n_weights * bits / 8),
-        "weight_bytes_float32": n_weights * 4,
-        "compression_ratio": 32 / bits,
-    }
-
-
-def _write_history_csv(history: list[dict[str, float]], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    _atomic_write_text(buf.getvalue(), path)
-
-
-def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
-    """Loss and accuracy against epoch, train and validation, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.plot(epochs, [100 * h["train_accuracy"] for h in history], label="train")
-    ax_acc.plot(epochs, [100 * h["val_accuracy"] for h in history], label="validation")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- training
@@ -383,7 +294,7 @@ def train_model(
     test_loss, test_acc = evaluate(model, splits.x_test, splits.y_test, loss_fn)
     checkpoint = out_dir / "checkpoint.pt"
     save_checkpoint(model, checkpoint)
-    _write_history_csv(history, out_dir / "history.csv")
+    write_history_csv(history, out_dir / "history.csv")
     plot_curves(history, out_dir / "curves.png", f"{model_name}: best val {100 * best['val_accuracy']:.2f}% "
                 f"(epoch {best['epoch']}), test {100 * test_acc:.2f}%")
     metrics = {

@@ -39,7 +39,7 @@ def predict_testset(
 
     from models.datasets import load_npz
     from models.inputs import to_model_input
-    from models.train import load_checkpoint
+    from models.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
     metrics_path = Path(metrics_json)

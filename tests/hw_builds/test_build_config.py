@@ -51,7 +51,6 @@ HARDWARE = EMULATION[:-2] + [
     "step_prepare_synthesis",
     "step_synthesize_bitfile",
     "step_make_driver",
-    "step_deployment_package",
 ]
 OURS = {
     "step_annotate_uint8_input",
@@ -74,7 +73,10 @@ def test_hardware_list_is_finns_default_flow_plus_ours():
     """Every FINN default step, in FINN's order, with only bnnflow's steps in between."""
     from finn.builder.build_dataflow_config import default_build_dataflow_steps
 
-    assert [s for s in step_names("hardware") if s not in OURS] == default_build_dataflow_steps
+    # all of FINN's default flow but its deployment package, which the package_deployment rule builds
+    assert [s for s in step_names("hardware") if s not in OURS] == [
+        s for s in default_build_dataflow_steps if s != "step_deployment_package"
+    ]
 
 
 def test_emulation_steps_all_exist_and_need_no_vivado():
@@ -117,7 +119,6 @@ def test_hardware_config(tmp_path):
         DataflowOutputType.STITCHED_IP,
         DataflowOutputType.RTLSIM_PERFORMANCE,
         DataflowOutputType.BITFILE,
-        DataflowOutputType.DEPLOYMENT_PACKAGE,
     }
     assert cfg.verify_steps == [VerificationStepType.FOLDED_HLS_CPPSIM, VerificationStepType.STITCHED_IP_RTLSIM]
     assert cfg.verify_input_npy == str(tmp_path / "input.npy")

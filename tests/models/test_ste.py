@@ -30,7 +30,7 @@ def test_ternary_activation_gradient_is_clipped_identity() -> None:
 
 def test_training_step_keeps_latent_weights_in_range(trained_tfc) -> None:
     """After training (weights clipped after every step) every latent weight lies in [-1, 1]."""
-    from models.train import load_checkpoint
+    from models.checkpoint import load_checkpoint
 
     model = load_checkpoint(trained_tfc / "checkpoint.pt")
     for layer in model.quant_layers():

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from models.datasets import DataError
-from models.train import TrainConfig, file_sha256, load_checkpoint, sqr_hinge_loss, train_model
+from models.checkpoint import file_sha256, load_checkpoint
+from models.train import TrainConfig, sqr_hinge_loss, train_model
 
 TINY_RECIPE = {"epochs": 2, "batch_size": 50, "lr": 0.02, "val_size": 100, "loss": "cross_entropy"}
 RECIPE_3 = {**TINY_RECIPE, "epochs": 3, "dropout": 0.2}  # dropout: the resume must restore the RNG too

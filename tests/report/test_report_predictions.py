@@ -19,7 +19,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     test accuracy comes from models.train.evaluate (training's own scoring, an independent path)."""
     from models.inputs import to_model_input
     from models.topologies import build_model
-    from models.train import LOSSES, evaluate, save_checkpoint
+    from models.checkpoint import save_checkpoint
+    from models.train import LOSSES, evaluate
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pred")

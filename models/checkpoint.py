@@ -1,0 +1,74 @@
+"""Checkpoint files of bnnflow models: atomic writes, a format tag, and a loader that names a bad file.
+
+Split from train.py so that export and verification (which only load models) need not read the
+training loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.topologies import BNN, build_model
+
+CHECKPOINT_FORMAT = "bnnflow-checkpoint-v1"
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_checkpoint(model: BNN, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the trained model (name + state dict) atomically; ``load_checkpoint`` rebuilds it."""
+    payload = {"format": CHECKPOINT_FORMAT, "model_name": model.spec.name, "state_dict": model.state_dict()}
+    payload.update(extra or {})
+    _atomic_torch_save(payload, Path(path))
+
+
+def load_checkpoint(path: str | Path) -> BNN:
+    """Rebuild a model from ``checkpoint.pt`` in eval mode; a clear error names a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found; train it with `snakemake {path}`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a corrupt zip / pickle
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a bnnflow checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    model = build_model(payload["model_name"])
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit model {payload['model_name']!r}: {err}") from err
+    return model.eval()
+
+
+def weight_footprint(model: BNN) -> dict[str, Any]:
+    """Memory of the quantized weights at their bit width, against float32 latent weights."""
+    n_weights = sum(m.weight.numel() for m in model.quant_layers())
+    bits = model.spec.weight_bits
+    return {
+        "quantized_weights": n_weights,
+        "weight_bits": bits,
+        "weight_bytes_quantized": math.ceil(n_weights * bits / 8),
+        "weight_bytes_float32": n_weights * 4,
+        "compression_ratio": 32 / bits,
+    }
