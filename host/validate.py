@@ -13,16 +13,14 @@ never fails a run. The emulation backend's latency is FINN's cycle estimate and 
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from host.accelerator import open_accelerator, predictions_from_output, run_batch
+from host.atomic import write_json_atomic
 from host.package import MANIFEST, load_package, sha256_file
 from host.power import power_monitor
 from host.timing import batched_pass, latency_us
@@ -50,22 +48,6 @@ def _budget(value: float | None, limit: float, below: bool, basis: str, reason: 
         return {"limit": limit, "value": None, "status": "not_measured", "basis": basis, "reason": reason}
     ok = value < limit if below else value > limit
     return {"limit": limit, "value": round(float(value), 4), "status": "pass" if ok else "fail", "basis": basis}
-
-
-def write_json_atomic(path: str | Path, data: dict) -> Path:
-    """Write ``data`` to ``path`` through a temp file + rename, so no half-written report remains."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def validate_package(

@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from host.atomic import atomic_path
 
 FORMAT_NAME = "bnnflow-xnor"
 FORMAT_VERSION = 1
@@ -168,19 +169,11 @@ def validate_model(model: XnorModel) -> None:
 def save_xnor_model(model: XnorModel, path: str | os.PathLike) -> dict:
     """Write ``path`` atomically (temp file, then rename); return the manifest written."""
     validate_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     manifest = build_manifest(model)
     arrays = model.arrays()
     arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz"
+        np.savez(f, **arrays)
     return manifest
 
 

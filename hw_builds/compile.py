@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from host.atomic import write_json_atomic
 from hw_builds.build_config import HARDWARE_STEPS, BuildSettings, dataflow_config, require_tools_for, step_names
 from hw_builds.custom_steps import (
     FOLDING_REPAIRS_PROP,
@@ -26,7 +27,7 @@ from hw_builds.custom_steps import (
 )
 from hw_builds.execute import FinnExecutionError, load_model
 from hw_builds.finn_env import import_build_steps
-from hw_builds.summary import build_summary, write_final_folding, write_json_atomic
+from hw_builds.summary import build_summary, write_final_folding
 from hw_builds.verify import VerificationError, check_step, load_golden
 
 # Steps after which the graph is no longer a python-executable dataflow model: the Zynq / Vivado

@@ -14,8 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+from host.atomic import write_json_atomic
 from hw_builds.compile import compile_finn
-from hw_builds.summary import write_json_atomic
 
 DEFAULT_BOARDS = ("Pynq-Z1", "Pynq-Z2", "Ultra96", "ZCU104")
 FINN_EXAMPLES_TFC_W1A1_FPS = 837_019  # finn-examples, measured on board at 100 MHz (reference only)

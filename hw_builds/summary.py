@@ -8,7 +8,6 @@ summary cannot drift from FINN's own numbers; the board side comes from hw_build
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from hw_builds.boards import Board
@@ -87,12 +86,3 @@ def write_final_folding(model, path: Path) -> None:
     from finn.util.config import extract_model_config_to_json
 
     extract_model_config_to_json(model, str(path), FOLDING_ATTRS)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file next to ``path`` and rename it: no half-written output."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)

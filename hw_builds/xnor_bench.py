@@ -11,7 +11,6 @@ median and p99 over the repeats; a binary MAC is one weight x activation product
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from host.atomic import write_json_atomic
 from host.xnor import XnorReference, available_backends
 from host.xnor_format import XnorModel
 from host.xnor_random import MLP_WIDTHS, random_xnor_model
@@ -136,11 +136,7 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
         "summary": summary,
         "results": rows,
     }
-    out = Path(out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json_atomic(out_json, result)
     return result
 
 

@@ -21,13 +21,13 @@ popcount of K bits), which keeps the comparison exact without floats on the boar
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from host.atomic import atomic_path, write_json_atomic
 from host.xnor_format import DenseLayer, XnorModel, load_xnor_model, save_xnor_model
 
 # The FINN steps whose output the reference mirrors (the same functions hw_builds' full build runs).
@@ -176,7 +176,8 @@ def export_xnor(onnx_path: str | Path, out_npz: str | Path, model_name: str,
         meta={"model": model_name, "source": str(onnx_path), "finn_steps": list(EXPORT_STEPS)},
     )
     for model, path in ((streamlined, streamlined_onnx), (hw, hw_onnx)):
-        _atomic_save_onnx(model, Path(path))
+        with atomic_path(path, keep_suffix=True) as tmp:  # onnx.save picks the format from the suffix
+            model.save(str(tmp))
     manifest = save_xnor_model(xnor, out_npz)
     load_xnor_model(out_npz)  # read back: the file on disk passes its own checks
     summary = {
@@ -188,19 +189,6 @@ def export_xnor(onnx_path: str | Path, out_npz: str | Path, model_name: str,
         "npz_file_bytes": os.path.getsize(out_npz),
     }
     if summary_json is not None:
-        _atomic_write_json(summary, Path(summary_json))
+        write_json_atomic(summary_json, summary, sort_keys=True)
     return summary
 
-
-def _atomic_save_onnx(model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    model.save(str(tmp))
-    os.replace(tmp, path)
-
-
-def _atomic_write_json(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)

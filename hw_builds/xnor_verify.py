@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from host.atomic import write_json_atomic
 from host.xnor import XnorReference
 
 
@@ -226,12 +227,5 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
             f"{model_name}: {first_diff['path']} differs from the XNOR reference first at "
             f"{first_diff['intermediate']} on {first_diff['images_differing']} images"
         )
-    _write_json(report, Path(out_json))
+    write_json_atomic(out_json, report)
     return report
-
-
-def _write_json(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -8,7 +8,6 @@ imported this module), one torch thread each; on a shared machine the wall times
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from host.atomic import write_json_atomic
 
 # Brevitas bnn_pynq published MNIST test accuracies (%, up to 1000 GPU epochs), for comparison.
 PUBLISHED_ACCURACY = {"tfc_w1a1": 93.17, "sfc_w1a1": 97.81, "lfc_w1a1": 98.88,
@@ -73,9 +74,5 @@ def bench_training(dataset_npz: str | Path, out_json: str | Path, work_dir: str 
                  "note": "cores shared with other jobs: wall times are upper bounds"},
         "total_wall_seconds": round(time.perf_counter() - started, 1),
     }
-    out_json = Path(out_json)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_json.with_name(f".{out_json.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out_json)
+    write_json_atomic(out_json, report)
     return report

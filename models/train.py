@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from host.atomic import atomic_path, write_json_atomic
 from models.checkpoint import (
-    _atomic_torch_save,
-    _atomic_write_text,
     file_sha256,
     save_checkpoint,
     weight_footprint,
@@ -280,10 +279,11 @@ def train_model(
                     "state_dict": {k: v.clone() for k, v in model.state_dict().items()}}
         print(f"{model_name} epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
               f"train {100 * row['train_accuracy']:.2f}% val {100 * val_acc:.2f}% ({epoch_seconds:.1f} s)", flush=True)
-        _atomic_torch_save({"format": STATE_FORMAT, "config_digest": digest, "epoch": epoch + 1,
-                            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "torch_rng": torch.get_rng_state(), "history": history, "best": best,
-                            "train_seconds": train_seconds, "cpu_seconds": cpu_seconds}, state_path)
+        with atomic_path(state_path) as tmp, open(tmp, "wb") as f:  # a file object: see save_checkpoint
+            torch.save({"format": STATE_FORMAT, "config_digest": digest, "epoch": epoch + 1,
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+                        "train_seconds": train_seconds, "cpu_seconds": cpu_seconds}, f)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
             writer.close()
             return None
@@ -316,7 +316,7 @@ def train_model(
         "checkpoint_sha256": file_sha256(checkpoint),
         "torch_version": torch.__version__,
     }
-    _atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
+    write_json_atomic(out_dir / "metrics.json", metrics)
     state_path.unlink(missing_ok=True)
     print(f"{model_name}: test accuracy {100 * test_acc:.2f}% after {cfg.epochs} epochs, {train_seconds:.0f} s", flush=True)
     return metrics

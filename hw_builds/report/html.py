@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -160,18 +158,3 @@ def render_html(inputs: ReportInputs, frame: pd.DataFrame, plots: dict[str, str]
     out += [f"<li><code>{html.escape(f)}</code></li>" for f in inputs.files]
     out.append("</ul></details></body></html>\n")
     return "\n".join(out)
-
-
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

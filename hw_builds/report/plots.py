@@ -7,8 +7,6 @@ shows an empty frame and the rule's declared outputs always exist.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 
+from host.atomic import atomic_path  # noqa: E402
 from hw_builds.report.inputs import BuildData, ModelData, pick  # noqa: E402
 from hw_builds.report.references import Reference, reference_accuracy  # noqa: E402
 
@@ -35,16 +34,9 @@ BOTTLENECK_COLOR, LAYER_COLOR = "#d62728", "#4c72b0"
 def save_figure(fig, path: str | Path) -> Path:
     """Save as PNG through a temp file + rename (no half-written image), then free the figure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
     finally:
         plt.close(fig)
     return path

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from host.atomic import atomic_path
 
 
 class PredictionMismatchError(RuntimeError):
@@ -70,16 +70,9 @@ def predict_testset(
             "checkpoint, data set or test_subset differ"
         )
     out = Path(out_npz)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".npz", dir=out.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, y_true=y_true, y_pred=y_pred, logits=logits,
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz"
+        np.savez(f, y_true=y_true, y_pred=y_pred, logits=logits,
                  source=np.array(f"Brevitas checkpoint {Path(checkpoint).as_posix()}"))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     figures = {"images": len(y_true), "correct": correct, "test_accuracy": correct / len(y_true), "ties": ties, "out": str(out)}
     print(json.dumps(figures), flush=True)
     return figures

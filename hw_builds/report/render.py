@@ -11,8 +11,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from host.atomic import write_text_atomic
 from hw_builds.report import plots
-from hw_builds.report.html import render_html, write_text_atomic
+from hw_builds.report.html import render_html
 from hw_builds.report.inputs import load_inputs, pick
 from hw_builds.report.layout import plot_files
 from hw_builds.report.references import throughput_references
@@ -73,6 +74,6 @@ def render_report(
         draw(paths[key])
 
     write_csv(frame, csv_path)
-    write_text_atomic(render_html(inputs, frame, paths, notes), html_path)
+    write_text_atomic(html_path, render_html(inputs, frame, paths, notes))
     return {"html": str(html_path), "csv": str(csv_path), "plots": list(paths.values()), "rows": len(frame),
             "inputs": len(inputs.files)}

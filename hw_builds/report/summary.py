@@ -7,14 +7,13 @@ carry their units (``est_throughput_fps``), as the rest of the pipeline's JSON d
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from host.atomic import atomic_path
 from hw_builds.report.inputs import BuildData, ModelData, ReportInputs, pick
 from hw_builds.report.references import reference_accuracy, reference_throughput
 
@@ -136,14 +135,6 @@ def format_value(value: Any, kind: str) -> str:
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """summary.csv with ``n/a`` for missing values (pandas reads it back as NaN); written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, na_rep=NA, float_format="%.6g")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

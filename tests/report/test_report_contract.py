@@ -35,7 +35,8 @@ SETTINGS = {
 
 def test_summary_json_from_build_summary(tmp_path: Path) -> None:
     from hw_builds.boards import get_board
-    from hw_builds.summary import build_summary, write_json_atomic
+    from host.atomic import write_json_atomic
+    from hw_builds.summary import build_summary
 
     write_training(tmp_path, "tfc_w1a1")
     write_build(tmp_path, "tfc_w1a1", "Pynq-Z1")  # FINN's report/*.json; summary.json is replaced below

@@ -27,7 +27,10 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheel_dir = REPO / "resources" / "downloads"
     if wheel_dir.is_dir():  # reuse the checked wheel instead of downloading it again
         shutil.copytree(wheel_dir, workdir / "resources" / "downloads")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # As in CI and `make all`: the venv is not activated, so no rule may rely on `python` from PATH.
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path)
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
          "--configfile", str(CI_CONFIG), "--cores", "2", "all"],

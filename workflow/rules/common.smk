@@ -1,5 +1,6 @@
 # Shared helpers for the rules: wildcard constraints, data set choice per model, the targets of `all`.
 import re
+import sys
 
 MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12]"
 BOARD_RE = r"[A-Za-z0-9_-]+"

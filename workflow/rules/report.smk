@@ -18,9 +18,8 @@ rule predict_testset:
         "../../environment.yml"
     params:
         test_subset=config["data"]["test_subset"],
-    shell:
-        "python -m hw_builds.report.predictions --checkpoint {input.checkpoint} --dataset {input.dataset}"
-        " --metrics {input.metrics} --out {output} --test-subset {params.test_subset} > {log} 2>&1"
+    script:
+        "../scripts/predict_testset.py"
 
 
 rule render_report:
