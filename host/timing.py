@@ -15,7 +15,7 @@ import numpy as np
 
 
 def latency_us(fn: Callable[[np.ndarray], object], x: np.ndarray, repeats: int, warmup: int = 3) -> dict:
-    """p50/p99 of ``fn(x[i:i+1])`` in microseconds over ``repeats`` images (cycling through x)."""
+    """p50/p99 (and the raw samples) of ``fn(x[i:i+1])`` in microseconds over ``repeats`` images (cycling through x)."""
     if repeats < 1 or len(x) == 0:
         raise ValueError("latency needs at least one image and one repeat")
     for i in range(min(warmup, len(x))):
@@ -31,6 +31,8 @@ def latency_us(fn: Callable[[np.ndarray], object], x: np.ndarray, repeats: int, 
         "latency_us_p50": round(float(np.percentile(samples, 50)), 3),
         "latency_us_p99": round(float(np.percentile(samples, 99)), 3),
         "latency_repeats": repeats,
+        # every sample, so a reader (the report's box plot) sees the distribution, not two quantiles
+        "latency_us_samples": [round(float(v), 3) for v in samples],
     }
 
 
