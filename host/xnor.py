@@ -1,4 +1,4 @@
-"""Software XNOR-popcount reference for w1a1 MLPs (TFC/SFC/LFC): the labels hardware is checked against.
+"""Software XNOR-popcount reference for w1a1 and w1a2 MLPs (TFC/SFC/LFC): the labels hardware is checked against.
 
 It computes exactly what FINN's dataflow accelerator computes, in integers:
 
@@ -7,6 +7,11 @@ It computes exactly what FINN's dataflow accelerator computes, in integers:
 2. Per hidden layer: acc = popcount(XNOR(x_bits, w_bits)) (FINN's XnorPopcountMatMul: the number of
    agreeing positions), then bit = (acc >= t) (MultiThreshold / MVAU thresholds).
 3. Last layer: acc, then logits = acc * output_mul + output_add (float32), top-1 = first argmax.
+
+2-bit activations (w1a2): the activation code c (a threshold count, value c + act_bias) is split into
+bit planes b_j, and each +1/-1 dot product is sum_j 2**j (2 popcount(b_j AND w+) - popcount(b_j)) +
+act_bias (2 popcount(w+) - K), exactly FINN's integer MVAU (see :func:`bitplane_dot_numpy`; numpy path
+on every backend, the numba kernels serve the 1-bit layers).
 
 Bits are packed 64 per little-endian uint64 word (``# (N, ceil(K/64))``); padding bits are 0 in both
 operands, so they never count as a mismatch and acc = K - popcount(x XOR w).
@@ -86,6 +91,40 @@ def xnor_popcount_numpy(x_words: np.ndarray, w_words: np.ndarray, k: int, use_ta
     return acc
 
 
+def bitplane_dot_numpy(planes: np.ndarray, w_words: np.ndarray, k: int, act_bias: int = 0,
+                       use_table: bool | None = None) -> np.ndarray:
+    """Signed dot products of multi-bit activations with +1/-1 weights, int32 (N, M), from bit planes.
+
+    ``planes`` (P, N, W): bit plane j of the activation codes c (c = sum_j 2**j b_j), packed like
+    :func:`pack_bits`; ``w_words`` (M, W): bit 1 = weight +1. The activation value is c + act_bias:
+
+        sum_i w_i (c_i + act_bias) = sum_j 2**j (2 popcount(b_j AND w+) - popcount(b_j))
+                                     + act_bias (2 popcount(w+) - k)
+
+    all in integers, what FINN's MVAU (binaryXnorMode=0) with bipolar weights computes.
+    """
+    p, n, w = planes.shape
+    m = w_words.shape[0]
+    w_pos = popcount(w_words, use_table).sum(axis=-1, dtype=np.int64)  # (M,)
+    acc = np.empty((n, m), dtype=np.int64)
+    step = max(1, _NUMPY_BLOCK_WORDS // max(1, m * w))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        total = np.zeros((hi - lo, m), dtype=np.int64)
+        for j in range(p):
+            both = popcount(planes[j, lo:hi, None, :] & w_words[None, :, :], use_table).sum(axis=-1, dtype=np.int64)
+            ones = popcount(planes[j, lo:hi], use_table).sum(axis=-1, dtype=np.int64)  # (n,)
+            total += (2 * both - ones[:, None]) << j
+        acc[lo:hi] = total + act_bias * (2 * w_pos[None, :] - k)
+    return acc.astype(np.int32)
+
+
+def pack_planes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """(N, K) non-negative integer codes -> (bits, N, ceil(K/64)) packed bit planes, plane j = bit j."""
+    codes = np.asarray(codes)
+    return np.stack([pack_bits((codes >> j) & 1) for j in range(bits)])
+
+
 def threshold_count(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """FINN MultiThreshold without scale/bias: the number of thresholds t with value >= t, int32 (N, C).
 
@@ -134,6 +173,11 @@ class XnorReference:
             else np.ascontiguousarray(np.broadcast_to(layer.thresholds[:, 0], (layer.out_features,)), dtype=np.int32)
             for layer in model.layers
         ]
+        # multi-bit activations (w1a2): every threshold column, (C or 1, T), for threshold_count
+        self._bits = [int(layer.act_bits) for layer in model.layers]
+        self._in_thr_all = np.ascontiguousarray(model.input_thresholds, dtype=np.int32)
+        self._thr_all = [None if layer.thresholds is None else np.ascontiguousarray(layer.thresholds, dtype=np.int32)
+                         for layer in model.layers]
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto") -> XnorReference:
@@ -150,7 +194,27 @@ class XnorReference:
             raise ValueError(f"input has {flat.shape[1]} values per image, model expects {self.in_features}")
         return np.ascontiguousarray(flat)
 
+    def _input_codes(self, flat: np.ndarray) -> np.ndarray:
+        """Input activation codes of layer 0, uint8 (N, K0): 0/1 bits, or threshold counts (multi-bit)."""
+        if self._bits[0] == 1:
+            return (flat >= self._in_thr[None, :]).astype(np.uint8)
+        return threshold_count(flat, self._in_thr_all).astype(np.uint8)
+
+    def _codes_after(self, i: int, acc: np.ndarray) -> np.ndarray:
+        """Output activation codes of hidden layer i (the input codes of layer i+1), uint8 (N, M)."""
+        if self._bits[i + 1] == 1:
+            return (acc >= self._thr[i][None, :]).astype(np.uint8)
+        return threshold_count(acc, self._thr_all[i]).astype(np.uint8)
+
+    def _encode(self, i: int, codes: np.ndarray) -> np.ndarray:
+        """Codes -> what dense layer i reads: packed words (N, W) for 1 bit, bit planes (P, N, W) else."""
+        if self._bits[i] == 1:
+            return pack_bits(codes)
+        return pack_planes(codes, self._bits[i])
+
     def _input_bits(self, flat: np.ndarray) -> np.ndarray:
+        if self._bits[0] != 1:
+            return self._encode(0, self._input_codes(flat))
         if self._kernels is not None:
             return self._kernels.threshold_pack_u8(flat, self._in_thr)
         return pack_bits(flat >= self._in_thr[None, :])
@@ -158,17 +222,21 @@ class XnorReference:
     def _dense(self, i: int, x_words: np.ndarray) -> np.ndarray:
         """Accumulators of dense layer i, int32 (N, M)."""
         layer = self.model.layers[i]
+        if self._bits[i] != 1:
+            return bitplane_dot_numpy(x_words, self._w[i], layer.in_features, layer.act_bias, self.use_table)
         if self._kernels is not None:
             return self._kernels.xnor_popcount(x_words, self._w_t[i], layer.in_features)
         return xnor_popcount_numpy(x_words, self._w[i], layer.in_features, self.use_table)
 
     def _hidden(self, i: int, x_words: np.ndarray) -> np.ndarray:
-        """Dense layer i plus its thresholds, straight to packed output bits (N, ceil(M/64))."""
-        if self._kernels is not None:
-            return self._kernels.xnor_popcount_threshold_pack(
-                x_words, self._w_t[i], self.model.layers[i].in_features, self._thr[i]
-            )
-        return pack_bits(self._dense(i, x_words) >= self._thr[i][None, :])
+        """Dense layer i plus its thresholds, straight to the packed input of layer i+1."""
+        if self._bits[i] == 1 and self._bits[i + 1] == 1:
+            if self._kernels is not None:
+                return self._kernels.xnor_popcount_threshold_pack(
+                    x_words, self._w_t[i], self.model.layers[i].in_features, self._thr[i]
+                )
+            return pack_bits(self._dense(i, x_words) >= self._thr[i][None, :])
+        return self._encode(i + 1, self._codes_after(i, self._dense(i, x_words)))
 
     def _logits_of(self, acc: np.ndarray) -> np.ndarray:
         return acc.astype(np.float32) * self.model.output_mul + self.model.output_add
@@ -190,24 +258,26 @@ class XnorReference:
             acc = self._dense(i, words)
             out.append(acc)
             if self._thr[i] is not None:
-                words = pack_bits(acc >= self._thr[i][None, :])
+                words = self._encode(i + 1, self._codes_after(i, acc))
         return out
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every intermediate of a batch, by name, in execution order (for naming a differing layer).
 
-        ``layer{i}.in_bits`` uint8 (N, K_i) 0/1 inputs of dense layer i, ``layer{i}.acc`` int32 (N, M_i)
-        popcount accumulators, ``logits`` float32 (N, M_last).
+        ``layer{i}.in_bits`` uint8 (N, K_i) input codes of dense layer i (0/1 bits for XNOR layers, the
+        threshold count for multi-bit layers; value = code + act_bias), ``layer{i}.acc`` int32 (N, M_i)
+        accumulators (popcount for XNOR layers, signed dot product for bit-plane layers), ``logits``
+        float32 (N, M_last).
         """
         flat = self._flat_pixels(x)
-        bits = (flat >= self._in_thr[None, :]).astype(np.uint8)
+        bits = self._input_codes(flat)
         out: dict[str, np.ndarray] = {}
         for i in range(len(self.model.layers)):
             out[f"layer{i}.in_bits"] = bits
-            acc = self._dense(i, pack_bits(bits))
+            acc = self._dense(i, self._encode(i, bits))
             out[f"layer{i}.acc"] = acc
             if self._thr[i] is not None:
-                bits = (acc >= self._thr[i][None, :]).astype(np.uint8)
+                bits = self._codes_after(i, acc)
         out["logits"] = self._logits_of(out[f"layer{len(self.model.layers) - 1}.acc"])
         return out
 

@@ -17,7 +17,13 @@ Layout (format version 1), layers numbered ``i = 0..L-1`` in execution order:
 - ``output_mul`` / ``output_add`` float32 (M_last,): logits = accumulator * mul + add (the Mul/Add
   that FINN's streamlining leaves after the last XnorPopcountMatMul).
 
-The popcount accumulator is FINN's: the number of positions where input bit and weight bit agree
+Additive for 2-bit activations (w1a2, still version 1; w1a1 files are unchanged): a layer whose
+manifest entry has ``"type": "bitplane_dense"`` reads a multi-bit input code (``act_bits``, value =
+code + ``act_bias``); the thresholds feeding it (input or previous layer) may hold up to
+``2**act_bits - 1`` thresholds per channel, and its accumulator is the signed integer dot product
+of the values with the +1/-1 weights (FINN's MatMul / MVAU with binaryXnorMode=0).
+
+For 1-bit (XNOR) layers the popcount accumulator is FINN's: the number of positions where input bit and weight bit agree
 (XnorPopcountMatMul), so the dot product of the +1/-1 vectors is ``2 * acc - K``.
 
 Only numpy is imported: this module runs on the board.
@@ -52,6 +58,11 @@ class DenseLayer:
     out_features: int  # M
     weights_packed: np.ndarray  # uint8 (M, ceil(K/8)), bit 1 = +1, little bit order
     thresholds: np.ndarray | None  # int32 (M or 1, T); None for the last layer (accumulator out)
+    # The layer's INPUT activation code: 1 bit = XNOR layer (bit b is the value 2b-1, acc = popcount of
+    # agreements); k > 1 bits = bit-plane layer (code c in [0, 2**k), value c + act_bias, acc = the signed
+    # integer dot product with the +1/-1 weights, FINN's MatMul/MVAU with binaryXnorMode=0).
+    act_bits: int = 1
+    act_bias: int = 0
 
     def weights_pm1(self) -> np.ndarray:
         """The weights as int8 +1/-1, shape (M, K) (for tests and the float comparison network)."""
@@ -61,7 +72,7 @@ class DenseLayer:
 
 @dataclass
 class XnorModel:
-    """Everything the XNOR reference needs to run one w1a1 MLP, as plain numpy arrays."""
+    """Everything the XNOR reference needs to run one w1a1 or w1a2 MLP, as plain numpy arrays."""
 
     input_thresholds: np.ndarray  # int32 (C, T) on uint8 pixels
     layers: list[DenseLayer]
@@ -115,6 +126,9 @@ def build_manifest(model: XnorModel) -> dict:
             "in_features": layer.in_features,
             "out_features": layer.out_features,
             "has_thresholds": layer.thresholds is not None,
+            # multi-bit input activations only (additive: w1a1 manifests are unchanged)
+            **({"type": "bitplane_dense", "act_bits": int(layer.act_bits), "act_bias": int(layer.act_bias)}
+               if layer.act_bits > 1 else {}),
         }
         for layer in model.layers
     ]
@@ -137,10 +151,17 @@ def validate_model(model: XnorModel) -> None:
     thr = model.input_thresholds
     if thr.ndim != 2 or thr.shape[0] not in (1, model.in_features) or thr.shape[1] < 1:
         raise XnorFormatError(f"input_thresholds has shape {thr.shape}, expected (1 or {model.in_features}, T>=1)")
-    if thr.shape[1] != 1:
-        raise XnorFormatError("input_thresholds: only 1-bit (one threshold) input activations are supported")
     k = model.in_features
+    t_in = thr.shape[1]  # thresholds feeding the current layer
     for i, layer in enumerate(model.layers):
+        src = "input_thresholds" if i == 0 else f"layer{i - 1}_thresholds"
+        if layer.act_bits < 1 or layer.act_bits > 8:
+            raise XnorFormatError(f"layer{i}: act_bits {layer.act_bits} outside 1..8")
+        if layer.act_bits == 1 and (t_in != 1 or layer.act_bias != 0):
+            raise XnorFormatError(f"layer{i}: 1-bit (XNOR) input needs one threshold in {src} and act_bias 0")
+        if t_in > (1 << layer.act_bits) - 1:
+            raise XnorFormatError(f"{src} has {t_in} thresholds per channel, more than layer{i}'s "
+                                  f"{layer.act_bits}-bit input code holds")
         if layer.in_features != k:
             raise XnorFormatError(f"layer{i} expects {layer.in_features} inputs but receives {k}")
         want = (layer.out_features, (layer.in_features + 7) // 8)
@@ -155,10 +176,11 @@ def validate_model(model: XnorModel) -> None:
             t = layer.thresholds
             if t is None:
                 raise XnorFormatError(f"layer{i} is a hidden layer without thresholds")
-            if t.ndim != 2 or t.shape[0] not in (1, layer.out_features) or t.shape[1] != 1:
+            if t.ndim != 2 or t.shape[0] not in (1, layer.out_features) or t.shape[1] < 1:
                 raise XnorFormatError(
-                    f"layer{i}_thresholds has shape {t.shape}, expected (1 or {layer.out_features}, 1) (w1a1 only)"
+                    f"layer{i}_thresholds has shape {t.shape}, expected (1 or {layer.out_features}, T>=1)"
                 )
+            t_in = t.shape[1]
         k = layer.out_features
     for name in ("output_mul", "output_add"):
         arr = getattr(model, name)
@@ -216,6 +238,8 @@ def load_xnor_model(path: str | os.PathLike) -> XnorModel:
                 out_features=int(spec["out_features"]),
                 weights_packed=arrays[f"layer{i}_weights"],
                 thresholds=arrays.get(f"layer{i}_thresholds") if spec["has_thresholds"] else None,
+                act_bits=int(spec.get("act_bits", 1)),
+                act_bias=int(spec.get("act_bias", 0)),
             )
         )
     model = XnorModel(

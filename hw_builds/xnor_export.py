@@ -1,4 +1,4 @@
-"""Binary weight export: the FINN HW model of a w1a1 MLP -> ``xnor_model.npz`` for host/xnor.py.
+"""Binary weight export: the FINN HW model of a w1a1 or w1a2 MLP -> ``xnor_model.npz`` for host/xnor.py.
 
 The weights and thresholds are taken from FINN's own graph after ``step_streamline`` and
 ``step_convert_to_hw`` (run here with a minimal DataflowBuildConfig, no board), not from the
@@ -10,6 +10,10 @@ What is read, node by node, in graph order:
 - ``Thresholding`` on the raw pixels (FINN: out = #{t : x >= t} + ActVal): thresholds -> int32.
 - ``MVAU`` with ``binaryXnorMode=1`` (FINN: acc = XnorPopcountMatMul(x, W), then MultiThreshold on
   acc for hidden layers): weights (MW, MH) in {0, 1} -> packed rows, thresholds -> int32.
+- ``MVAU`` with ``binaryXnorMode=0`` and BIPOLAR weights on a multi-bit input (w1a2: Thresholding /
+  MVAU output INT2 with T=2 thresholds and ActVal -1): weights (MW, MH) in {-1, +1} -> packed rows
+  (bit 1 = +1), the input's code width and ActVal -> ``act_bits`` / ``act_bias`` of the layer; the
+  accumulator is the signed dot product, its thresholds are clipped to [-K*max|a|, K*max|a| + 1].
 - The trailing ``ElementwiseMul`` / ``ElementwiseAdd`` (or ONNX ``Mul`` / ``Add``) with constant
   operands -> output_mul, output_add. A ``LabelSelect``/``TopK`` after them is an argmax and ignored.
 
@@ -35,7 +39,7 @@ EXPORT_STEPS = ("step_qonnx_to_finn", "step_tidy_up", "step_streamline", "step_c
 
 
 class XnorExportError(ValueError):
-    """The FINN graph is not a w1a1 MLP the reference understands; the message names the node."""
+    """The FINN graph is not a w1a1/w1a2 MLP the reference understands; the message names the node."""
 
 
 def annotate_uint8_input(model):
@@ -82,6 +86,23 @@ def _const(model, name: str, where: str) -> np.ndarray:
     return np.asarray(value)
 
 
+def _act_spec(inst, thr: np.ndarray, where: str) -> tuple[int, int]:
+    """(act_bits, act_bias) of the activation a Thresholding / MVAU with thresholds ``thr`` (C, T) outputs.
+
+    BINARY with one threshold: the 1-bit code of an XNOR layer. A (signed) integer type: the threshold
+    count c in [0, T], value c + ActVal (FINN's MultiThreshold out_bias), read as ceil(log2(T+1)) bits.
+    """
+    dtype, bias, t = inst.get_nodeattr("outputDataType"), int(inst.get_nodeattr("ActVal")), int(thr.shape[1])
+    if dtype == "BINARY" and bias == 0:
+        if t != 1:
+            raise XnorExportError(f"{where}: BINARY output with {t} thresholds per channel, expected 1")
+        return 1, 0
+    if not dtype.startswith(("INT", "UINT")) or t < 2 or t.bit_length() > 8:
+        raise XnorExportError(f"{where}: output {dtype} with {t} thresholds is not a BINARY (a1) or "
+                              f"multi-bit integer (a2) activation the reference supports")
+    return t.bit_length(), bias
+
+
 def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None = None) -> XnorModel:
     """Read the Thresholding / MVAU / Mul / Add nodes of a FINN HW model into an :class:`XnorModel`."""
     from qonnx.custom_op.registry import getCustomOp
@@ -90,6 +111,7 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
     layers: list[DenseLayer] = []
     mul = add = None
     k_in = int(np.prod(input_shape))
+    act = None  # (bits, bias) of the activation the next MVAU reads
     for node in hw_model.graph.node:
         op = node.op_type.removesuffix("_hls").removesuffix("_rtl")
         where = f"node {node.name} ({node.op_type})"
@@ -101,32 +123,43 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
             inst = getCustomOp(node)
             if layers or input_thr is not None:
                 raise XnorExportError(f"{where}: standalone thresholds between layers are not supported")
-            if inst.get_nodeattr("outputDataType") != "BINARY" or inst.get_nodeattr("ActVal") != 0:
-                raise XnorExportError(f"{where}: only a BINARY input activation (w1a1) is supported")
             thr = _const(hw_model, node.input[1], where)
-            if thr.shape[1] != 1:
-                raise XnorExportError(f"{where}: {thr.shape[1]} thresholds per channel, expected 1 (a1)")
+            act = _act_spec(inst, thr, where)
             input_thr = _ceil_thresholds(thr, 0, 256, where)
         elif op == "MVAU":
             inst = getCustomOp(node)
             if mul is not None:
                 raise XnorExportError(f"{where}: MVAU after the output Mul/Add")
-            if not inst.get_nodeattr("binaryXnorMode"):
-                raise XnorExportError(f"{where}: not an XNOR-popcount MVAU (binaryXnorMode=0); w1a1 only")
-            w = _const(hw_model, node.input[1], where)  # (MW, MH) in {0, 1}
-            if not np.isin(w, (0, 1)).all():
-                raise XnorExportError(f"{where}: weights are not binary {{0, 1}}")
+            if act is None:
+                raise XnorExportError(f"{where}: MVAU without a preceding activation")
+            w = _const(hw_model, node.input[1], where)  # (MW, MH)
+            if inst.get_nodeattr("binaryXnorMode"):  # w1a1: weights in {0, 1}, popcount of agreements
+                if act[0] != 1:
+                    raise XnorExportError(f"{where}: XNOR MVAU on a {act[0]}-bit input")
+                if not np.isin(w, (0, 1)).all():
+                    raise XnorExportError(f"{where}: weights are not binary {{0, 1}}")
+                bits = w
+            else:  # w1a2: bipolar weights on a multi-bit input, signed integer dot product
+                if act[0] == 1 or inst.get_nodeattr("weightDataType") != "BIPOLAR" or not np.isin(w, (-1, 1)).all():
+                    raise XnorExportError(
+                        f"{where}: not an XNOR-popcount MVAU (binaryXnorMode=0) and not bipolar weights on a "
+                        f"multi-bit input; only w1a1 and w1a2 are supported")
+                bits = (w > 0)
             k, m = w.shape
-            packed = np.packbits(w.T.astype(np.uint8), axis=1, bitorder="little")  # (MH, ceil(MW/8))
+            packed = np.packbits(bits.T.astype(np.uint8), axis=1, bitorder="little")  # (MH, ceil(MW/8))
             thr = None
+            in_bits, in_bias = act
             if inst.get_nodeattr("noActivation") == 0:
-                if inst.get_nodeattr("outputDataType") != "BINARY" or inst.get_nodeattr("ActVal") != 0:
-                    raise XnorExportError(f"{where}: only BINARY output activations (a1) are supported")
                 t = _const(hw_model, node.input[2], where)
-                if t.ndim != 2 or t.shape[1] != 1:
-                    raise XnorExportError(f"{where}: thresholds of shape {t.shape}, expected (MH or 1, 1)")
-                thr = _ceil_thresholds(t, 0, k + 1, where)
-            layers.append(DenseLayer(int(k), int(m), packed, thr))
+                if t.ndim != 2 or t.shape[0] not in (1, m):
+                    raise XnorExportError(f"{where}: thresholds of shape {t.shape}, expected (MH or 1, T)")
+                act = _act_spec(inst, t, where)
+                if in_bits == 1:
+                    thr = _ceil_thresholds(t, 0, k + 1, where)
+                else:  # |acc| <= K * max|value|
+                    amax = k * max(abs(in_bias), abs((1 << in_bits) - 1 + in_bias))
+                    thr = _ceil_thresholds(t, -amax, amax + 1, where)
+            layers.append(DenseLayer(int(k), int(m), packed, thr, act_bits=in_bits, act_bias=in_bias))
         elif op in ("ElementwiseMul", "Mul", "ElementwiseAdd", "Add"):
             if not layers:
                 raise XnorExportError(f"{where}: arithmetic before the first MVAU was not streamlined away")
@@ -142,7 +175,7 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
             else:
                 add = add + operand
         else:
-            raise XnorExportError(f"{where}: node type not supported by the XNOR reference (w1a1 MLPs only)")
+            raise XnorExportError(f"{where}: node type not supported by the XNOR reference (w1a1/w1a2 MLPs only)")
     if input_thr is None:
         raise XnorExportError("no input Thresholding node found (expected FINN's binarisation of the pixels)")
     if not layers:

@@ -39,8 +39,13 @@ def _to_numpy(t) -> np.ndarray:
     return value.detach().cpu().numpy()
 
 
-def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500) -> dict[str, np.ndarray]:
-    """Brevitas forward on raw pixels with hooks: the reference's intermediates, from float tensors."""
+def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500, layers=None) -> dict[str, np.ndarray]:
+    """Brevitas forward on raw pixels with hooks: the reference's intermediates, from float tensors.
+
+    ``layers`` (the reference's DenseLayers) gives each layer's input code: 1-bit layers take +1/-1 as
+    bits and (d + K) / 2 as accumulator; multi-bit layers take value - act_bias as code and the dot
+    product d itself. Without it every layer is read as 1-bit (w1a1).
+    """
     import torch
     from brevitas.nn import QuantIdentity, QuantLinear
 
@@ -56,11 +61,21 @@ def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500) -> dict[st
             parts.setdefault(name, []).append(fn(_to_numpy(out)))
         return hook
 
+    spec = [(1, 0)] * len(linears) if layers is None else [(l.act_bits, l.act_bias) for l in layers]
+
+    def code_of(bits, bias):
+        if bits == 1:
+            return lambda v: (v > 0).astype(np.uint8).reshape(len(v), -1)
+        return lambda v: (np.rint(v) - bias).astype(np.int32).reshape(len(v), -1)
+
     for i, act in enumerate(acts):  # input quantizer first, then one after each hidden Linear
-        handles.append(act.register_forward_hook(keep(f"layer{i}.in_bits", lambda v: (v > 0).astype(np.uint8).reshape(len(v), -1))))
+        handles.append(act.register_forward_hook(keep(f"layer{i}.in_bits", code_of(*spec[i]))))
     for i, lin in enumerate(linears):
         k = lin.in_features
-        handles.append(lin.register_forward_hook(keep(f"layer{i}.acc", lambda v, k=k: np.rint((v + k) / 2).astype(np.int32))))
+        if spec[i][0] == 1:
+            handles.append(lin.register_forward_hook(keep(f"layer{i}.acc", lambda v, k=k: np.rint((v + k) / 2).astype(np.int32))))
+        else:
+            handles.append(lin.register_forward_hook(keep(f"layer{i}.acc", lambda v: np.rint(v).astype(np.int32))))
     logits = []
     try:
         with torch.no_grad():
@@ -78,7 +93,8 @@ def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500) -> dict[st
 def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[str, np.ndarray]:
     """Run a FINN model per sample in python mode; collect the reference's intermediates by node type.
 
-    Streamlined model: MultiThreshold -> in_bits of the next layer, XnorPopcountMatMul -> acc.
+    Streamlined model: MultiThreshold -> in_bits of the next layer, XnorPopcountMatMul / MatMul -> acc.
+    Activations are FINN's values (code + out_bias / ActVal); verify_xnor subtracts the bias.
     HW model: Thresholding -> layer0.in_bits, MVAU with thresholds -> next in_bits, last MVAU -> acc.
     """
     from hw_builds.execute import load_model, python_executable
@@ -95,7 +111,7 @@ def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[st
         op = node.op_type.removesuffix("_hls").removesuffix("_rtl")
         if op in ("MultiThreshold", "Thresholding"):
             names.append((f"layer{layer}.in_bits", node.output[0]))
-        elif op == "XnorPopcountMatMul":
+        elif op in ("XnorPopcountMatMul", "MatMul"):  # MatMul: bipolar weights on a multi-bit input (w1a2)
             names.append((f"layer{layer}.acc", node.output[0]))
             layer += 1
         elif op == "MVAU":
@@ -145,7 +161,8 @@ def compare_traces(ref: dict[str, np.ndarray], other: dict[str, np.ndarray],
                    fan_in: dict[str, int] | None = None) -> list[dict]:
     """Per intermediate that both paths have: images that differ (logits compared by top-1 only).
 
-    ``fan_in`` (for Brevitas): accumulators named there may be mirrored per neuron, acc' = K - acc.
+    ``fan_in`` (for Brevitas): accumulators named there may be mirrored per neuron, acc' = K - acc
+    (0 for the signed accumulators of multi-bit layers: acc' = -acc).
     FINN's streamlining moves the sign of a negative batch-norm scale into that neuron's weights
     (FactorOutMulSignMagnitude, Absorb1BitMulIntoMatMul), so its popcount is the mirror of the
     one computed with Brevitas' weights; a neuron must then be mirrored on every image.
@@ -184,11 +201,18 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     n = len(x)
     n_finn = n if finn_subset is None else min(n, finn_subset)
 
-    paths = {"xnor": ref.trace(x), "brevitas": brevitas_trace(load_checkpoint(checkpoint), x)}
+    layers = ref.model.layers
+    paths = {"xnor": ref.trace(x), "brevitas": brevitas_trace(load_checkpoint(checkpoint), x, layers=layers)}
     paths["finn_streamlined"] = finn_trace(streamlined_onnx, x[:n_finn], "FINN streamlined")
     paths["finn_hw"] = finn_trace(hw_onnx, x[:n_finn], "FINN HW model")
+    for name in ("finn_streamlined", "finn_hw"):  # FINN's activation values -> the reference's codes
+        for i, layer in enumerate(layers):
+            key = f"layer{i}.in_bits"
+            if key in paths[name] and layer.act_bias:
+                paths[name][key] = paths[name][key] - layer.act_bias
 
-    fan_in = {f"layer{i}.acc": layer.in_features for i, layer in enumerate(ref.model.layers)}
+    # the mirror of a neuron whose weights FINN negated: K - acc (popcount), -acc (signed dot product)
+    fan_in = {f"layer{i}.acc": layer.in_features if layer.act_bits == 1 else 0 for i, layer in enumerate(layers)}
     top1 = {name: np.argmax(t["logits"], axis=1) for name, t in paths.items()}
     xl = np.sort(paths["xnor"]["logits"], axis=1)
     report: dict = {

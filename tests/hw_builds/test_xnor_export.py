@@ -1,4 +1,4 @@
-"""Binary weight export from FINN and the four-way verification, on a tiny tfc_w1a1 trained in seconds.
+"""Binary weight export from FINN and the four-way verification, on a tiny tfc_w1a1 (and tfc_w1a2) trained in seconds.
 
 Real components throughout: real MNIST, Brevitas training, QONNX export, finn-plus streamlining and
 HW conversion, FINN/qonnx python execution. The XNOR reference must match every one of them exactly,
@@ -97,14 +97,57 @@ def test_thresholds_become_exact_integer_thresholds() -> None:
         np.testing.assert_array_equal(values >= row_float, values >= row_int)
 
 
+@pytest.fixture(scope="module")
+def exported_w1a2(small_mnist: Path, tiny_recipe: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny trained tfc_w1a2 (1-bit weights, 2-bit activations and input) -> QONNX -> export_xnor."""
+    from hw_builds.xnor_export import export_xnor
+    from models.checkpoint import load_checkpoint
+    from models.export import export_qonnx
+    from models.train import train_model
+
+    out = tmp_path_factory.mktemp("tfc_w1a2_xnor")
+    train_model("tfc_w1a2", small_mnist, out / "train", tiny_recipe, progress=False)
+    ckpt = out / "train" / "checkpoint.pt"
+    export_qonnx(load_checkpoint(ckpt), out / "model.onnx", (1, 1, 28, 28))
+    paths = {"checkpoint": ckpt, "npz": out / "xnor" / "xnor_model.npz", "streamlined": out / "xnor" / "s.onnx",
+             "hw": out / "xnor" / "hw.onnx", "data": small_mnist}
+    export_xnor(out / "model.onnx", paths["npz"], "tfc_w1a2", paths["streamlined"], paths["hw"])
+    return paths
+
+
+def test_w1a2_export_and_bit_exact_agreement_on_every_test_image(exported_w1a2: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """FINN: INT2 {-1, 0, +1} activations (2 thresholds, ActVal -1), BIPOLAR weights, binaryXnorMode=0."""
+    from hw_builds.xnor_verify import verify_xnor
+
+    model = load_xnor_model(exported_w1a2["npz"])
+    assert [(l.in_features, l.out_features, l.act_bits, l.act_bias) for l in model.layers] == [
+        (784, 64, 2, -1), (64, 64, 2, -1), (64, 64, 2, -1), (64, 10, 2, -1)]
+    # the 2-bit input quantizer: round(x * 2/255 - 1) in {-1, 0, +1}, cut at pixels 64 and 192
+    np.testing.assert_array_equal(np.unique(model.input_thresholds, axis=0), [[64, 192]])
+    assert [None if l.thresholds is None else l.thresholds.shape[1] for l in model.layers] == [2, 2, 2, None]
+    report = verify_xnor(exported_w1a2["npz"], exported_w1a2["checkpoint"], exported_w1a2["streamlined"],
+                         exported_w1a2["hw"], exported_w1a2["data"], tmp_path / "verify.json", "tfc_w1a2")
+    n = report["images"]
+    assert n == 300 and report["images_finn"] == n and report["passed"]
+    for path in ("brevitas", "finn_streamlined", "finn_hw"):
+        assert report["top1_agree_with_xnor"][path] == {"agree": n, "of": n}
+    assert report["top1_all_four_agree"] == {"agree": n, "of": n}
+    streamlined = {r["intermediate"]: r for r in report["intermediates"]["finn_streamlined"]}
+    assert {f"layer{i}.acc" for i in range(4)} | {f"layer{i}.in_bits" for i in range(4)} <= set(streamlined)
+    assert all(r["images_differing"] == 0 for r in streamlined.values())
+    assert report["max_abs_logit_diff_vs_xnor"]["finn_hw"] == 0.0
+    assert report["accuracy"]["xnor"] > 0.25
+
+
 def test_non_binary_model_is_refused_with_the_node_named(tmp_path: Path) -> None:
     from hw_builds.xnor_export import XnorExportError, export_xnor
     from models.export import export_qonnx
     from models.topologies import build_model
 
     torch.manual_seed(0)
-    export_qonnx(build_model("tfc_w1a2").eval(), tmp_path / "model.onnx", (1, 1, 28, 28))
+    export_qonnx(build_model("tfc_w2a2").eval(), tmp_path / "model.onnx", (1, 1, 28, 28))
     with pytest.raises(XnorExportError, match=r"node .*(a1|w1a1)"):
-        export_xnor(tmp_path / "model.onnx", tmp_path / "x.npz", "tfc_w1a2", tmp_path / "s.onnx",
+        export_xnor(tmp_path / "model.onnx", tmp_path / "x.npz", "tfc_w2a2", tmp_path / "s.onnx",
                     tmp_path / "h.onnx")
     assert not (tmp_path / "x.npz").exists()

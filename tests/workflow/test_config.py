@@ -81,7 +81,7 @@ def test_lint_is_clean() -> None:
 
 
 def test_dry_run_with_models_beyond_the_xnor_reference(tmp_path: Path) -> None:
-    """CNV and 2-bit models stop after the FINN build; `all` must still plan (no XNOR, package, validation)."""
+    """CNV and 2-bit-weight models stop after the FINN build; `all` must still plan (no XNOR, package, validation)."""
     config = default_config()
     config.update(models=["tfc_w1a1", "lfc_w2a2", "cnv_w1a1"], boards=["Pynq-Z1", "ZCU104"])
     config["data"]["cnv_dataset"] = "mnist"
@@ -96,3 +96,21 @@ def test_dry_run_with_models_beyond_the_xnor_reference(tmp_path: Path) -> None:
     assert "results/cnv_w1a1/xnor" not in run.stdout and "results/lfc_w2a2/Pynq-Z1/validation.json" not in run.stdout
     assert "hw_builds/cnv_w1a1/ZCU104/summary.json" in run.stdout
     assert "results/tfc_w1a1/ZCU104/validation.json" in run.stdout
+
+
+def test_dry_run_plans_the_xnor_reference_of_a_w1a2_mlp(tmp_path: Path) -> None:
+    """1-bit weights, 2-bit activations: the XNOR reference (bit planes) covers them, validation included."""
+    config = default_config()
+    config.update(models=["tfc_w1a2"], boards=["Pynq-Z1"])
+    path = tmp_path / "w1a2.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for target in ("results/tfc_w1a2/xnor/verify.json", "all"):
+        run = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+             "--configfile", str(path), "-n", target],
+            capture_output=True, text=True,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "results/tfc_w1a2/xnor/verify.json" in run.stdout
+        assert "export_xnor" in run.stdout and "verify_xnor" in run.stdout
+    assert "results/tfc_w1a2/Pynq-Z1/validation.json" in run.stdout
