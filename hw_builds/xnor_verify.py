@@ -19,7 +19,6 @@ XNOR logits are equal are counted as ``xnor_ties``; they still have to agree.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -97,10 +96,9 @@ def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[st
     Activations are FINN's values (code + out_bias / ActVal); verify_xnor subtracts the bias.
     HW model: Thresholding -> layer0.in_bits, MVAU with thresholds -> next in_bits, last MVAU -> acc.
     """
-    from hw_builds.execute import load_model, python_executable
-
-    import finn.custom_op.fpgadataflow.reshape  # noqa: F401 - registers the HW Reshape op (lazy in finn-plus)
     from finn.core.onnx_exec import execute_onnx
+
+    from hw_builds.execute import load_model, python_executable, unsanitized_execution
 
     model = python_executable(load_model(onnx_path))
     in_name, out_name = model.graph.input[0].name, model.graph.output[0].name
@@ -124,12 +122,8 @@ def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[st
             layer += 1
     parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in names}
     parts["logits"] = []
-    # qonnx "sanitizes" every integer-typed tensor around every node (rounds near-integers, and takes
-    # a Python max over the 1M-entry LFC weight tensors: 80 % of the run time). Off here: values are
-    # taken exactly as FINN computes them, and _exact_int below refuses any non-integer instead.
-    saved = os.environ.get("SANITIZE_QUANT_TENSORS")
-    os.environ["SANITIZE_QUANT_TENSORS"] = "0"
-    try:
+    # values exactly as FINN computes them (see unsanitized_execution); _exact_int refuses any non-integer
+    with unsanitized_execution():
         for sample in tqdm(x_uint8, desc=desc, unit="img", mininterval=5.0):
             ctx = execute_onnx(model, {in_name: sample.astype(np.float32).reshape(in_shape)},
                                return_full_exec_context=True)
@@ -137,11 +131,6 @@ def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[st
                 parts[name].append(np.array(ctx[tensor], dtype=np.float32).reshape(-1))
             parts["logits"].append(np.array(ctx[out_name], dtype=np.float32).reshape(-1))
             del ctx
-    finally:
-        if saved is None:
-            os.environ.pop("SANITIZE_QUANT_TENSORS", None)
-        else:
-            os.environ["SANITIZE_QUANT_TENSORS"] = saved
     out = {}
     for name, chunks in parts.items():
         arr = np.stack(chunks)
