@@ -1,4 +1,4 @@
-"""Software XNOR-popcount reference for w1a1 and w1a2 MLPs (TFC/SFC/LFC): the labels hardware is checked against.
+"""Software XNOR-popcount reference for w1a1/w1a2 MLPs (TFC/SFC/LFC) and CNV: the labels hardware is checked against.
 
 It computes exactly what FINN's dataflow accelerator computes, in integers:
 
@@ -10,8 +10,14 @@ It computes exactly what FINN's dataflow accelerator computes, in integers:
 
 2-bit activations (w1a2): the activation code c (a threshold count, value c + act_bias) is split into
 bit planes b_j, and each +1/-1 dot product is sum_j 2**j (2 popcount(b_j AND w+) - popcount(b_j)) +
-act_bias (2 popcount(w+) - K), exactly FINN's integer MVAU (see :func:`bitplane_dot_numpy`; numpy path
-on every backend, the numba kernels serve the 1-bit layers).
+act_bias (2 popcount(w+) - K), exactly FINN's integer MVAU (see :func:`bitplane_dot_numpy`). CNV's
+first layer is such a layer with 8-bit codes (its Q1.7 input, 255 thresholds on the pixels).
+
+Convolutions (CNV) are the same matrix applied to every im2col window of an NHWC feature map, in
+FINN's window order (kh, kw, c). Binary feature maps stay packed per pixel (64 channels a word):
+when the channels fill whole words the window of packed pixels *is* the packed im2col row, so
+hidden conv layers go from packed words to packed words (fused thresholds), and 2x2 max pooling
+of binary activations is an OR of the packed words.
 
 Bits are packed 64 per little-endian uint64 word (``# (N, ceil(K/64))``); padding bits are 0 in both
 operands, so they never count as a mismatch and acc = K - popcount(x XOR w).
@@ -126,12 +132,43 @@ def pack_planes(codes: np.ndarray, bits: int) -> np.ndarray:
 
 
 def threshold_count(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """FINN MultiThreshold without scale/bias: the number of thresholds t with value >= t, int32 (N, C).
+    """FINN MultiThreshold without scale/bias: the number of thresholds t with value >= t, int32 (..., C).
 
-    ``thresholds`` is (C or 1, T): one row per channel or one row for all.
+    ``thresholds`` is (C or 1, T): one row per channel (the last axis of ``values``) or one row for all.
     """
-    cmp = values[:, :, None] >= thresholds[None, :, :]  # (N, C, T)
+    cmp = values[..., None] >= thresholds  # (..., C, T)
     return np.count_nonzero(cmp, axis=-1).astype(np.int32)
+
+
+def im2col(a: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, D) -> (N, OH, OW, KH*KW*D): every valid window, read (kh, kw, d) with d fastest.
+
+    FINN's Im2Col / ConvolutionInputGenerator order. ``a`` may hold codes (D = channels) or packed
+    words (D = words per pixel): when a pixel's channels fill whole words, the packed window is the
+    packed im2col row, so binary layers never unpack (``XnorReference`` uses that).
+    """
+    n, h, w, d = a.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    cols = np.empty((n, oh, ow, kh, kw, d), dtype=a.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, :, i, j, :] = a[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+    return cols.reshape(n, oh, ow, kh * kw * d)
+
+
+def max_pool(a: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], packed: bool = False) -> np.ndarray:
+    """Max pooling of (N, H, W, D) codes, no padding, floor mode; on packed bits (``packed``) it is OR."""
+    n, h, w, d = a.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    op = np.bitwise_or if packed else np.maximum
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            part = a[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+            out = part.copy() if out is None else op(out, part, out=out)
+    return out
 
 
 def _numba_module():
@@ -151,7 +188,14 @@ def available_backends() -> list[str]:
 
 
 class XnorReference:
-    """Runs an :class:`XnorModel` on raw uint8 pixels, in batches (the last one may be partial)."""
+    """Runs an :class:`XnorModel` on raw uint8 pixels, in batches (the last one may be partial).
+
+    Activations between layers are either codes (uint8, (N, H, W, C) feature maps or (N, K) vectors)
+    or, for 1-bit layers, packed words ((N, H, W, ceil(C/64)) per pixel or (N, ceil(K/64))). The
+    fast path (:meth:`final_accumulators`) keeps binary activations packed from layer to layer:
+    im2col on packed pixels where a pixel's channels fill whole words, fused threshold + pack, and
+    max pooling as OR. :meth:`trace` goes through codes and keeps every intermediate.
+    """
 
     def __init__(self, model: XnorModel, backend: str = "auto", use_table: bool | None = None):
         if backend not in ("auto", "numpy", "numba"):
@@ -164,131 +208,191 @@ class XnorReference:
         self._kernels = kernels
         self.use_table = use_table
         self.in_features = model.in_features
-        self._in_thr = np.ascontiguousarray(model.input_thresholds[:, 0], dtype=np.int32)  # (C,)
-        self._w = [bytes_to_words(layer.weights_packed, layer.in_features) for layer in model.layers]  # (M, W)
+        layers = model.layers
+        self._w = [bytes_to_words(layer.weights_packed, layer.in_features) for layer in layers]  # (M, W)
         # the compiled kernels read the weights transposed, (W, M): contiguous over neurons
         self._w_t = [np.ascontiguousarray(w.T) for w in self._w] if kernels is not None else None
-        self._thr = [
-            None if layer.thresholds is None
-            else np.ascontiguousarray(np.broadcast_to(layer.thresholds[:, 0], (layer.out_features,)), dtype=np.int32)
-            for layer in model.layers
-        ]
-        # multi-bit activations (w1a2): every threshold column, (C or 1, T), for threshold_count
-        self._bits = [int(layer.act_bits) for layer in model.layers]
-        self._in_thr_all = np.ascontiguousarray(model.input_thresholds, dtype=np.int32)
-        self._thr_all = [None if layer.thresholds is None else np.ascontiguousarray(layer.thresholds, dtype=np.int32)
-                         for layer in model.layers]
+        self._bits = [int(layer.act_bits) for layer in layers]
+        # thresholds feeding layer i's input: the pixels' for i = 0, layer i-1's after; (C or 1, T)
+        self._thr_in = [np.ascontiguousarray(t, dtype=np.int32)
+                        for t in [model.input_thresholds] + [layer.thresholds for layer in layers[:-1]]]
+        # first threshold column broadcast over the channels: the 1-bit comparison, (C,)
+        self._thr1 = [np.ascontiguousarray(t[:, 0]) for t in self._thr_in]
+        self._thr1[1:] = [np.ascontiguousarray(np.broadcast_to(t, (layer.out_features,)))
+                          for t, layer in zip(self._thr1[1:], layers)]
+        # what each layer receives: (H, W, C) feature map or (K,) vector
+        shapes = [(*model.input_shape[1:], model.input_shape[0]) if model.is_conv else (model.in_features,)]
+        self._in_shape = shapes + [layer.out_shape() for layer in layers[:-1]]
+        self._packed_route = [self._can_stay_packed(i) for i in range(len(layers))]
+        # pixel -> input code per channel row, (C or 1, 256): 255 thresholds (CNV's 8-bit input) on a
+        # whole batch would be an (N, H, W, C, T) comparison; a table lookup is one gather
+        self._pixel_lut = threshold_count(np.arange(256, dtype=np.int32)[:, None], self._thr_in[0]).T.astype(np.uint8)
+        # images per internal chunk: the largest per-image accumulator block stays near 2**22 values
+        per_image = max(layer.out_features * (int(np.prod(layer.conv.out_dim)) if layer.conv else 1)
+                        for layer in layers)
+        self._chunk = max(1, (1 << 22) // per_image)
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto") -> XnorReference:
         """Load and check ``xnor_model.npz`` (see host/xnor_format.py), then build the engine."""
         return cls(load_xnor_model(path), backend=backend)
 
-    # --- the layers, one packed batch at a time -------------------------------------------------
-    def _flat_pixels(self, x: np.ndarray) -> np.ndarray:
+    def _can_stay_packed(self, i: int) -> bool:
+        """Layer i can read per-pixel packed words as its packed rows (1-bit input, word-aligned channels)."""
+        shape = self._in_shape[i]
+        if self._bits[i] != 1:
+            return False
+        if self.model.layers[i].conv is not None or len(shape) == 3:  # windows / flattening of packed pixels
+            return shape[-1] % 64 == 0 or (len(shape) == 3 and shape[0] * shape[1] == 1
+                                           and self.model.layers[i].conv is None)
+        return True
+
+    # --- activations --------------------------------------------------------------------------
+    def _pixels(self, x: np.ndarray) -> np.ndarray:
+        """Raw uint8 images -> (N, K0) values for an MLP, NHWC (N, H, W, C) for a conv net."""
         x = np.asarray(x)
         if x.dtype != np.uint8:
             raise TypeError(f"XNOR reference input must be uint8 raw pixels, got {x.dtype}")
-        flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (N, K0)
-        if flat.shape[1] != self.in_features:
-            raise ValueError(f"input has {flat.shape[1]} values per image, model expects {self.in_features}")
-        return np.ascontiguousarray(flat)
+        per_image = int(np.prod(x.shape[1:]))
+        if per_image != self.in_features:
+            raise ValueError(f"input has {per_image} values per image, model expects {self.in_features}")
+        if self.model.is_conv:
+            return np.ascontiguousarray(x.reshape((x.shape[0], *self.model.input_shape)).transpose(0, 2, 3, 1))
+        return np.ascontiguousarray(x.reshape(x.shape[0], per_image))
 
-    def _input_codes(self, flat: np.ndarray) -> np.ndarray:
-        """Input activation codes of layer 0, uint8 (N, K0): 0/1 bits, or threshold counts (multi-bit)."""
-        if self._bits[0] == 1:
-            return (flat >= self._in_thr[None, :]).astype(np.uint8)
-        return threshold_count(flat, self._in_thr_all).astype(np.uint8)
-
-    def _codes_after(self, i: int, acc: np.ndarray) -> np.ndarray:
-        """Output activation codes of hidden layer i (the input codes of layer i+1), uint8 (N, M)."""
-        if self._bits[i + 1] == 1:
-            return (acc >= self._thr[i][None, :]).astype(np.uint8)
-        return threshold_count(acc, self._thr_all[i]).astype(np.uint8)
-
-    def _encode(self, i: int, codes: np.ndarray) -> np.ndarray:
-        """Codes -> what dense layer i reads: packed words (N, W) for 1 bit, bit planes (P, N, W) else."""
+    def _codes(self, i: int, values: np.ndarray) -> np.ndarray:
+        """Threshold ``values`` (pixels for i = 0, layer i-1's accumulators) into layer i's input codes."""
+        if i == 0:
+            lut = self._pixel_lut
+            return lut[0][values] if lut.shape[0] == 1 else lut[np.arange(lut.shape[0]), values]
         if self._bits[i] == 1:
-            return pack_bits(codes)
-        return pack_planes(codes, self._bits[i])
+            codes = (values >= self._thr1[i]).astype(np.uint8)
+        else:
+            codes = threshold_count(values, self._thr_in[i]).astype(np.uint8)
+        pool = self.model.layers[i - 1].pool if i > 0 else None
+        return codes if pool is None else max_pool(codes, pool.kernel, pool.stride)
 
-    def _input_bits(self, flat: np.ndarray) -> np.ndarray:
-        if self._bits[0] != 1:
-            return self._encode(0, self._input_codes(flat))
-        if self._kernels is not None:
-            return self._kernels.threshold_pack_u8(flat, self._in_thr)
-        return pack_bits(flat >= self._in_thr[None, :])
+    def _to_words(self, i: int, codes: np.ndarray) -> np.ndarray:
+        """1-bit codes layer i receives -> packed words, per pixel for a feature map."""
+        if codes.ndim == 4:
+            n, h, w, c = codes.shape
+            return pack_bits(codes.reshape(n * h * w, c)).reshape(n, h, w, words_for(c))
+        return pack_bits(codes)
 
-    def _dense(self, i: int, x_words: np.ndarray) -> np.ndarray:
-        """Accumulators of dense layer i, int32 (N, M)."""
+    def _to_codes(self, i: int, words: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`_to_words` for layer i's input shape."""
+        shape = self._in_shape[i]
+        if words.ndim == 4:
+            n, h, w, wc = words.shape
+            return unpack_bits(words.reshape(n * h * w, wc), shape[-1]).reshape(n, h, w, shape[-1])
+        return unpack_bits(words, int(np.prod(shape)))
+
+    # --- one layer ------------------------------------------------------------------------------
+    def _rows(self, i: int, a: np.ndarray) -> np.ndarray:
+        """Codes or packed words layer i receives -> its matrix rows: im2col windows (conv) or flattened."""
+        conv = self.model.layers[i].conv
+        if conv is not None:
+            a = im2col(a, conv.kernel, conv.stride)
+        return np.ascontiguousarray(a.reshape(-1, a.shape[-1]) if conv is not None else a.reshape(len(a), -1))
+
+    def _dense(self, i: int, x: np.ndarray) -> np.ndarray:
+        """Accumulators int32 (R, M) of layer i's matrix on encoded rows (packed words or bit planes)."""
         layer = self.model.layers[i]
         if self._bits[i] != 1:
-            return bitplane_dot_numpy(x_words, self._w[i], layer.in_features, layer.act_bias, self.use_table)
-        if self._kernels is not None:
-            return self._kernels.xnor_popcount(x_words, self._w_t[i], layer.in_features)
-        return xnor_popcount_numpy(x_words, self._w[i], layer.in_features, self.use_table)
-
-    def _hidden(self, i: int, x_words: np.ndarray) -> np.ndarray:
-        """Dense layer i plus its thresholds, straight to the packed input of layer i+1."""
-        if self._bits[i] == 1 and self._bits[i + 1] == 1:
             if self._kernels is not None:
-                return self._kernels.xnor_popcount_threshold_pack(
-                    x_words, self._w_t[i], self.model.layers[i].in_features, self._thr[i]
-                )
-            return pack_bits(self._dense(i, x_words) >= self._thr[i][None, :])
-        return self._encode(i + 1, self._codes_after(i, self._dense(i, x_words)))
+                return self._kernels.bitplane_dot(x, self._w_t[i], layer.in_features, layer.act_bias)
+            return bitplane_dot_numpy(x, self._w[i], layer.in_features, layer.act_bias, self.use_table)
+        if self._kernels is not None:
+            return self._kernels.xnor_popcount(x, self._w_t[i], layer.in_features)
+        return xnor_popcount_numpy(x, self._w[i], layer.in_features, self.use_table)
+
+    def _shape_out(self, i: int, rows: np.ndarray, n: int) -> np.ndarray:
+        """(R, X) per-window rows of layer i -> (N, OH, OW, X) for conv, (N, X) for dense."""
+        conv = self.model.layers[i].conv
+        return rows.reshape(n, *conv.out_dim, rows.shape[-1]) if conv is not None else rows
+
+    def _acc_from_codes(self, i: int, codes: np.ndarray) -> np.ndarray:
+        rows = self._rows(i, codes)
+        enc = pack_bits(rows) if self._bits[i] == 1 else pack_planes(rows, self._bits[i])
+        return self._shape_out(i, self._dense(i, enc), len(codes))
+
+    def _step(self, i: int, state: tuple[str, np.ndarray]) -> tuple[str, np.ndarray]:
+        """Fast path: layer i's input state ('codes' | 'words', array) -> layer i+1's input state."""
+        kind, a = state
+        if not self._packed_route[i]:
+            codes = a if kind == "codes" else self._to_codes(i, a)
+            return "codes", self._codes(i + 1, self._acc_from_codes(i, codes))
+        rows = self._rows(i, a if kind == "words" else self._to_words(i, a))
+        layer = self.model.layers[i]
+        if self._bits[i + 1] != 1:
+            return "codes", self._codes(i + 1, self._shape_out(i, self._dense(i, rows), len(a)))
+        if self._kernels is not None:
+            out = self._kernels.xnor_popcount_threshold_pack(rows, self._w_t[i], layer.in_features, self._thr1[i + 1])
+        else:
+            out = pack_bits(self._dense(i, rows) >= self._thr1[i + 1])
+        out = self._shape_out(i, out, len(a))
+        if layer.pool is not None:
+            out = max_pool(out, layer.pool.kernel, layer.pool.stride, packed=True)
+        return "words", out
+
+    def _input_state(self, px: np.ndarray) -> tuple[str, np.ndarray]:
+        if self._packed_route[0] and self._kernels is not None and px.ndim == 2:
+            return "words", self._kernels.threshold_pack_u8(px, self._thr1[0])
+        return "codes", self._codes(0, px)
 
     def _logits_of(self, acc: np.ndarray) -> np.ndarray:
         return acc.astype(np.float32) * self.model.output_mul + self.model.output_add
 
     # --- public API -------------------------------------------------------------------------------
     def batches(self, x: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(start, flat uint8 batch) pairs covering every image, the last batch possibly partial."""
+        """(start, batch of the raw uint8 images) pairs covering every image, the last batch possibly partial."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        flat = self._flat_pixels(x)
-        for lo in range(0, flat.shape[0], batch_size):
-            yield lo, flat[lo : lo + batch_size]
+        x = np.asarray(x)
+        self._pixels(x[:0])  # dtype / size check up front
+        for lo in range(0, x.shape[0], batch_size):
+            yield lo, x[lo : lo + batch_size]
 
     def accumulators(self, x: np.ndarray) -> list[np.ndarray]:
-        """Every dense layer's integer accumulator for a batch: list of int32 (N, M_i), for verification."""
-        words = self._input_bits(self._flat_pixels(x))
-        out = []
-        for i in range(len(self.model.layers)):
-            acc = self._dense(i, words)
-            out.append(acc)
-            if self._thr[i] is not None:
-                words = self._encode(i + 1, self._codes_after(i, acc))
-        return out
+        """Every layer's integer accumulator for a batch: int32 (N, M_i), or (N, OH, OW, M_i) for conv."""
+        trace = self.trace(x)
+        return [trace[f"layer{i}.acc"] for i in range(len(self.model.layers))]
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every intermediate of a batch, by name, in execution order (for naming a differing layer).
 
-        ``layer{i}.in_bits`` uint8 (N, K_i) input codes of dense layer i (0/1 bits for XNOR layers, the
-        threshold count for multi-bit layers; value = code + act_bias), ``layer{i}.acc`` int32 (N, M_i)
-        accumulators (popcount for XNOR layers, signed dot product for bit-plane layers), ``logits``
-        float32 (N, M_last).
+        ``layer{i}.in_bits`` uint8 input codes of layer i, (N, K_i) or NHWC (N, H, W, C) after any
+        pooling (0/1 bits for XNOR layers, the threshold count for multi-bit layers; value = code +
+        act_bias), ``layer{i}.acc`` int32 (N, M_i) or (N, OH, OW, M_i) accumulators (popcount for XNOR
+        layers, signed dot product for bit-plane layers), ``logits`` float32 (N, M_last).
         """
-        flat = self._flat_pixels(x)
-        bits = self._input_codes(flat)
+        codes = self._codes(0, self._pixels(x))
         out: dict[str, np.ndarray] = {}
-        for i in range(len(self.model.layers)):
-            out[f"layer{i}.in_bits"] = bits
-            acc = self._dense(i, self._encode(i, bits))
+        last = len(self.model.layers) - 1
+        for i in range(last + 1):
+            out[f"layer{i}.in_bits"] = codes
+            acc = self._acc_from_codes(i, codes)
             out[f"layer{i}.acc"] = acc
-            if self._thr[i] is not None:
-                bits = self._codes_after(i, acc)
-        out["logits"] = self._logits_of(out[f"layer{len(self.model.layers) - 1}.acc"])
+            if i < last:
+                codes = self._codes(i + 1, acc)
+        out["logits"] = self._logits_of(out[f"layer{last}.acc"])
         return out
 
     def final_accumulators(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """The last layer's popcount accumulators, int32 (N, M_last), the fast fused path."""
+        """The last layer's accumulators, int32 (N, M_last), the fast path (activations stay packed)."""
         parts = []
-        for _, flat in self.batches(x, batch_size):
-            words = self._input_bits(flat)
-            for i in range(len(self.model.layers) - 1):
-                words = self._hidden(i, words)
-            parts.append(self._dense(len(self.model.layers) - 1, words))
+        last = len(self.model.layers) - 1
+        chunks = (xc for _, xb in self.batches(x, batch_size) for _, xc in self.batches(xb, self._chunk))
+        for xb in chunks:
+            state = self._input_state(self._pixels(xb))
+            for i in range(last):
+                state = self._step(i, state)
+            kind, a = state
+            if self._packed_route[last]:
+                rows = self._rows(last, a if kind == "words" else self._to_words(last, a))
+                parts.append(self._dense(last, rows))
+            else:
+                parts.append(self._acc_from_codes(last, a if kind == "codes" else self._to_codes(last, a)))
         m = self.model.layers[-1].out_features
         return np.concatenate(parts) if parts else np.zeros((0, m), np.int32)
 

@@ -5,7 +5,7 @@ checked against, so a truncated copy or a file written by another format version
 before use, not silently produce wrong labels. Every array is hashed (dtype, shape and bytes) and the
 hashes sit in a JSON manifest stored inside the same ``.npz``.
 
-Layout (format version 1), layers numbered ``i = 0..L-1`` in execution order:
+Layout (format version 2), layers numbered ``i = 0..L-1`` in execution order:
 
 - ``manifest``: 0-d unicode array holding the JSON manifest (see :func:`build_manifest`).
 - ``input_thresholds`` int32 (C, T): the first layer, a Thresholding of raw uint8 pixels.
@@ -17,11 +17,17 @@ Layout (format version 1), layers numbered ``i = 0..L-1`` in execution order:
 - ``output_mul`` / ``output_add`` float32 (M_last,): logits = accumulator * mul + add (the Mul/Add
   that FINN's streamlining leaves after the last XnorPopcountMatMul).
 
-Additive for 2-bit activations (w1a2, still version 1; w1a1 files are unchanged): a layer whose
-manifest entry has ``"type": "bitplane_dense"`` reads a multi-bit input code (``act_bits``, value =
-code + ``act_bias``); the thresholds feeding it (input or previous layer) may hold up to
-``2**act_bits - 1`` thresholds per channel, and its accumulator is the signed integer dot product
-of the values with the +1/-1 weights (FINN's MatMul / MVAU with binaryXnorMode=0).
+Multi-bit activations (w1a2, CNV's 8-bit input): a layer whose manifest entry has ``"type":
+"bitplane_dense"`` / ``"bitplane_conv"`` reads a multi-bit input code (``act_bits``, value = code +
+``act_bias``); the thresholds feeding it (input or previous layer) may hold up to ``2**act_bits - 1``
+thresholds per channel, and its accumulator is the signed integer dot product of the values with
+the +1/-1 weights (FINN's MatMul / MVAU with binaryXnorMode=0).
+
+Convolutions (version 2, CNV): a ``*_conv`` entry carries ``conv`` (input H, W, C, kernel, stride; no
+padding) and may carry ``pool`` (max pooling of its output activations). Feature maps are NHWC;
+the raw pixels of a conv net arrive NCHW (``input_shape``) and are transposed first, as FINN's
+leading Transpose does, so ``input_thresholds`` has one row per image channel (or one for all).
+A dense layer after a conv reads the NHWC feature map flattened.
 
 For 1-bit (XNOR) layers the popcount accumulator is FINN's: the number of positions where input bit and weight bit agree
 (XnorPopcountMatMul), so the dot product of the +1/-1 vectors is ``2 * acc - K``.
@@ -43,19 +49,68 @@ import numpy as np
 from host.atomic import atomic_path
 
 FORMAT_NAME = "bnnflow-xnor"
-FORMAT_VERSION = 1
+# 2: convolution layers (``conv`` / ``pool`` entries); a version-1 reader would misread them as dense.
+FORMAT_VERSION = 2
 
 
 class XnorFormatError(ValueError):
     """An ``xnor_model.npz`` that cannot be used: corrupted, truncated, wrong version or inconsistent."""
 
 
-@dataclass
-class DenseLayer:
-    """One XNOR dense layer: packed +1/-1 weights and (for hidden layers) thresholds on the popcount."""
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The sliding window of a conv layer: FINN's ConvolutionInputGenerator (no padding, dilation 1).
 
-    in_features: int  # K
-    out_features: int  # M
+    Feature maps are NHWC, and a window is read in FINN's im2col order (kh, kw, c), c fastest, so
+    the layer's weight row k = (kh * KW + kw) * C + c, exactly the MVAU weight matrix FINN builds.
+    """
+
+    in_dim: tuple[int, int]  # (H, W) of the input feature map
+    in_channels: int  # C
+    kernel: tuple[int, int]  # (KH, KW)
+    stride: tuple[int, int] = (1, 1)
+
+    @property
+    def out_dim(self) -> tuple[int, int]:
+        return window_out_dim(self.in_dim, self.kernel, self.stride)
+
+    @property
+    def window(self) -> int:
+        """Values per window, the K of the layer's weight matrix."""
+        return self.kernel[0] * self.kernel[1] * self.in_channels
+
+    def as_json(self) -> dict:
+        return {"in_dim": list(self.in_dim), "in_channels": self.in_channels,
+                "kernel": list(self.kernel), "stride": list(self.stride)}
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Max pooling of a layer's output activations (after its thresholds), no padding, floor mode."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+
+    def as_json(self) -> dict:
+        return {"kernel": list(self.kernel), "stride": list(self.stride)}
+
+
+def window_out_dim(in_dim: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
+    """Output (H, W) of a valid (unpadded) window of ``kernel`` moved by ``stride``."""
+    return tuple((d - k) // s + 1 for d, k, s in zip(in_dim, kernel, stride))  # type: ignore[return-value]
+
+
+@dataclass
+class XnorLayer:
+    """One matrix layer (FINN's MVAU): packed +1/-1 weights and, for hidden layers, thresholds.
+
+    A dense layer applies the matrix to the flattened input; a conv layer (``conv`` set) applies it
+    to every im2col window of an NHWC feature map, which is what FINN's ConvolutionInputGenerator +
+    MVAU do. ``pool`` max-pools the layer's output activations (FINN's Pool / StreamingMaxPool).
+    """
+
+    in_features: int  # K (for a conv layer KH * KW * C, one window)
+    out_features: int  # M (output channels)
     weights_packed: np.ndarray  # uint8 (M, ceil(K/8)), bit 1 = +1, little bit order
     thresholds: np.ndarray | None  # int32 (M or 1, T); None for the last layer (accumulator out)
     # The layer's INPUT activation code: 1 bit = XNOR layer (bit b is the value 2b-1, acc = popcount of
@@ -63,6 +118,22 @@ class DenseLayer:
     # integer dot product with the +1/-1 weights, FINN's MatMul/MVAU with binaryXnorMode=0).
     act_bits: int = 1
     act_bias: int = 0
+    conv: ConvGeometry | None = None
+    pool: PoolGeometry | None = None
+
+    @property
+    def kind(self) -> str:
+        """Manifest type: xnor_ / bitplane_ (input code width) + dense / conv."""
+        return ("xnor_" if self.act_bits == 1 else "bitplane_") + ("conv" if self.conv else "dense")
+
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of one image's output activations: (H, W, M) after any pooling for conv, (M,) for dense."""
+        if self.conv is None:
+            return (self.out_features,)
+        dim = self.conv.out_dim
+        if self.pool is not None:
+            dim = window_out_dim(dim, self.pool.kernel, self.pool.stride)
+        return (*dim, self.out_features)
 
     def weights_pm1(self) -> np.ndarray:
         """The weights as int8 +1/-1, shape (M, K) (for tests and the float comparison network)."""
@@ -72,10 +143,10 @@ class DenseLayer:
 
 @dataclass
 class XnorModel:
-    """Everything the XNOR reference needs to run one w1a1 or w1a2 MLP, as plain numpy arrays."""
+    """Everything the XNOR reference needs to run one w1a1 or w1a2 MLP or CNV, as plain numpy arrays."""
 
     input_thresholds: np.ndarray  # int32 (C, T) on uint8 pixels
-    layers: list[DenseLayer]
+    layers: list[XnorLayer]
     output_mul: np.ndarray  # float32 (M_last,)
     output_add: np.ndarray  # float32 (M_last,)
     input_shape: tuple[int, ...]  # per-image shape of the raw pixels, e.g. (1, 28, 28)
@@ -84,6 +155,15 @@ class XnorModel:
     @property
     def in_features(self) -> int:
         return int(np.prod(self.input_shape))
+
+    @property
+    def is_conv(self) -> bool:
+        """A conv net: raw pixels arrive NCHW and are read NHWC (FINN's input Transpose)."""
+        return bool(self.layers) and self.layers[0].conv is not None
+
+    def input_channels(self) -> int:
+        """Rows input_thresholds may have besides 1: the image channels (conv) or every input value (MLP)."""
+        return int(self.input_shape[0]) if self.is_conv else self.in_features
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays as stored in the ``.npz`` (without the manifest)."""
@@ -122,13 +202,13 @@ def build_manifest(model: XnorModel) -> dict:
     """The JSON manifest: version, layer shapes, and the sha256 of every array."""
     layers = [
         {
-            "type": "xnor_dense",
+            "type": layer.kind,
             "in_features": layer.in_features,
             "out_features": layer.out_features,
             "has_thresholds": layer.thresholds is not None,
-            # multi-bit input activations only (additive: w1a1 manifests are unchanged)
-            **({"type": "bitplane_dense", "act_bits": int(layer.act_bits), "act_bias": int(layer.act_bias)}
-               if layer.act_bits > 1 else {}),
+            **({"act_bits": int(layer.act_bits), "act_bias": int(layer.act_bias)} if layer.act_bits > 1 else {}),
+            **({"conv": layer.conv.as_json()} if layer.conv else {}),
+            **({"pool": layer.pool.as_json()} if layer.pool else {}),
         }
         for layer in model.layers
     ]
@@ -144,14 +224,43 @@ def build_manifest(model: XnorModel) -> dict:
     }
 
 
+def _validate_geometry(i: int, layer: XnorLayer, shape: tuple[int, ...]) -> None:
+    """A layer's window / pooling fits the activation ``shape`` it receives ((H, W, C) or (K,))."""
+    conv, where = layer.conv, f"layer{i}"
+    if conv is None:
+        if layer.pool is not None:
+            raise XnorFormatError(f"{where}: pooling after a dense layer")
+        if layer.in_features != int(np.prod(shape)):
+            raise XnorFormatError(f"{where} expects {layer.in_features} inputs but receives {int(np.prod(shape))}")
+        return
+    if len(shape) != 3 or tuple(shape) != (*conv.in_dim, conv.in_channels):
+        raise XnorFormatError(f"{where}: conv expects an (H, W, C) = {(*conv.in_dim, conv.in_channels)} "
+                              f"feature map but receives {tuple(shape)}")
+    if min(conv.stride) < 1 or any(k < 1 or k > d for k, d in zip(conv.kernel, conv.in_dim)):
+        raise XnorFormatError(f"{where}: kernel {conv.kernel} / stride {conv.stride} do not fit {conv.in_dim}")
+    if layer.in_features != conv.window:
+        raise XnorFormatError(f"{where}: in_features {layer.in_features} != kernel window "
+                              f"{conv.kernel[0]}x{conv.kernel[1]}x{conv.in_channels}")
+    pool = layer.pool
+    if pool is not None:
+        if layer.thresholds is None:
+            raise XnorFormatError(f"{where}: pooling needs the layer's activations (thresholds)")
+        if min(pool.stride) < 1 or any(k < 1 or k > d for k, d in zip(pool.kernel, conv.out_dim)):
+            raise XnorFormatError(f"{where}: pool {pool.kernel} / stride {pool.stride} do not fit {conv.out_dim}")
+
+
 def validate_model(model: XnorModel) -> None:
     """Check shapes chain together; raise :class:`XnorFormatError` naming what is wrong."""
     if not model.layers:
         raise XnorFormatError("xnor model has no layers")
     thr = model.input_thresholds
-    if thr.ndim != 2 or thr.shape[0] not in (1, model.in_features) or thr.shape[1] < 1:
-        raise XnorFormatError(f"input_thresholds has shape {thr.shape}, expected (1 or {model.in_features}, T>=1)")
-    k = model.in_features
+    c_in = model.input_channels()
+    if thr.ndim != 2 or thr.shape[0] not in (1, c_in) or thr.shape[1] < 1:
+        raise XnorFormatError(f"input_thresholds has shape {thr.shape}, expected (1 or {c_in}, T>=1)")
+    if model.is_conv and len(model.input_shape) != 3:
+        raise XnorFormatError(f"a conv net needs input_shape (C, H, W), got {model.input_shape}")
+    # what layer i receives: an NHWC feature map (H, W, C) or a vector (K,)
+    shape: tuple[int, ...] = (*model.input_shape[1:], model.input_shape[0]) if model.is_conv else (model.in_features,)
     t_in = thr.shape[1]  # thresholds feeding the current layer
     for i, layer in enumerate(model.layers):
         src = "input_thresholds" if i == 0 else f"layer{i - 1}_thresholds"
@@ -162,8 +271,7 @@ def validate_model(model: XnorModel) -> None:
         if t_in > (1 << layer.act_bits) - 1:
             raise XnorFormatError(f"{src} has {t_in} thresholds per channel, more than layer{i}'s "
                                   f"{layer.act_bits}-bit input code holds")
-        if layer.in_features != k:
-            raise XnorFormatError(f"layer{i} expects {layer.in_features} inputs but receives {k}")
+        _validate_geometry(i, layer, shape)
         want = (layer.out_features, (layer.in_features + 7) // 8)
         if layer.weights_packed.shape != want or layer.weights_packed.dtype != np.uint8:
             raise XnorFormatError(
@@ -181,7 +289,10 @@ def validate_model(model: XnorModel) -> None:
                     f"layer{i}_thresholds has shape {t.shape}, expected (1 or {layer.out_features}, T>=1)"
                 )
             t_in = t.shape[1]
-        k = layer.out_features
+        shape = layer.out_shape()
+    k = model.layers[-1].out_features
+    if len(shape) != 1:
+        raise XnorFormatError(f"the last layer outputs a feature map {shape}; it must be dense (class scores)")
     for name in ("output_mul", "output_add"):
         arr = getattr(model, name)
         if arr.shape != (k,):
@@ -197,6 +308,28 @@ def save_xnor_model(model: XnorModel, path: str | os.PathLike) -> dict:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz"
         np.savez(f, **arrays)
     return manifest
+
+
+def _layer_from_manifest(i: int, spec: dict, arrays: dict[str, np.ndarray]) -> XnorLayer:
+    """One manifest layer entry (+ its arrays) -> XnorLayer."""
+    conv, pool = spec.get("conv"), spec.get("pool")
+    return XnorLayer(
+        in_features=int(spec["in_features"]),
+        out_features=int(spec["out_features"]),
+        weights_packed=arrays[f"layer{i}_weights"],
+        thresholds=arrays.get(f"layer{i}_thresholds") if spec["has_thresholds"] else None,
+        act_bits=int(spec.get("act_bits", 1)),
+        act_bias=int(spec.get("act_bias", 0)),
+        conv=None if conv is None else ConvGeometry(
+            in_dim=_pair(conv["in_dim"]), in_channels=int(conv["in_channels"]),
+            kernel=_pair(conv["kernel"]), stride=_pair(conv["stride"])),
+        pool=None if pool is None else PoolGeometry(kernel=_pair(pool["kernel"]), stride=_pair(pool["stride"])),
+    )
+
+
+def _pair(values) -> tuple[int, int]:
+    a, b = values
+    return int(a), int(b)
 
 
 def load_xnor_model(path: str | os.PathLike) -> XnorModel:
@@ -230,18 +363,10 @@ def load_xnor_model(path: str | os.PathLike) -> XnorModel:
     for name, arr in arrays.items():
         if array_sha256(arr) != hashes[name]:
             raise XnorFormatError(f"{path}: array {name!r} fails its sha256 check (file corrupted or edited)")
-    layers = []
-    for i, spec in enumerate(manifest["layers"]):
-        layers.append(
-            DenseLayer(
-                in_features=int(spec["in_features"]),
-                out_features=int(spec["out_features"]),
-                weights_packed=arrays[f"layer{i}_weights"],
-                thresholds=arrays.get(f"layer{i}_thresholds") if spec["has_thresholds"] else None,
-                act_bits=int(spec.get("act_bits", 1)),
-                act_bias=int(spec.get("act_bias", 0)),
-            )
-        )
+    try:
+        layers = [_layer_from_manifest(i, spec, arrays) for i, spec in enumerate(manifest["layers"])]
+    except (KeyError, TypeError, ValueError) as err:
+        raise XnorFormatError(f"{path}: malformed layer entry in the manifest ({type(err).__name__}: {err})") from err
     model = XnorModel(
         input_thresholds=arrays["input_thresholds"],
         layers=layers,

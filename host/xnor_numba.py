@@ -94,3 +94,41 @@ def xnor_popcount_threshold_pack(x: np.ndarray, w_t: np.ndarray, k: int, thr: np
     out = np.empty((x.shape[0], (w_t.shape[1] + 63) // 64), dtype=np.uint64)
     _xnor_popcount_threshold_pack(np.ascontiguousarray(x), w_t, np.int32(k), thr, out)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _bitplane_dot(planes, w_t, k, act_bias, out):  # planes (P, N, W) u64, w_t (W, M) u64 -> out (N, M) int32
+    p, n, words = planes.shape
+    m = w_t.shape[1]
+    w_pos = np.zeros(m, np.int64)
+    for q in range(words):
+        for j in range(m):
+            w_pos[j] += _ctpop64(w_t[q, j])
+    both = np.empty(m, np.uint64)
+    acc = np.empty(m, np.int64)
+    for i in range(n):
+        for j in range(m):
+            acc[j] = act_bias * (2 * w_pos[j] - k)
+        for b in range(p):
+            both[:] = 0
+            ones = 0
+            for q in range(words):
+                xq = planes[b, i, q]
+                ones += _ctpop64(xq)
+                for j in range(m):  # contiguous in j, as in _popcount_row
+                    both[j] += _ctpop64(xq & w_t[q, j])
+            for j in range(m):
+                acc[j] += (2 * np.int64(both[j]) - np.int64(ones)) << b
+        for j in range(m):
+            out[i, j] = np.int32(acc[j])
+
+
+def bitplane_dot(planes: np.ndarray, w_t: np.ndarray, k: int, act_bias: int) -> np.ndarray:
+    """Signed dot products int32 (N, M) of bit-plane activations (P, N, W) with +1/-1 weight columns (W, M).
+
+    The same sum as host.xnor.bitplane_dot_numpy: sum_b 2**b (2 popcount(plane_b AND w+) - popcount(plane_b))
+    + act_bias (2 popcount(w+) - k).
+    """
+    out = np.empty((planes.shape[1], w_t.shape[1]), dtype=np.int32)
+    _bitplane_dot(np.ascontiguousarray(planes), w_t, np.int64(k), np.int64(act_bias), out)
+    return out

@@ -1,4 +1,4 @@
-"""Binary weight export: the FINN HW model of a w1a1 or w1a2 MLP -> ``xnor_model.npz`` for host/xnor.py.
+"""Binary weight export: the FINN HW model of a w1a1/w1a2 MLP or CNV -> ``xnor_model.npz`` for host/xnor.py.
 
 The weights and thresholds are taken from FINN's own graph after ``step_streamline`` and
 ``step_convert_to_hw`` (run here with a minimal DataflowBuildConfig, no board), not from the
@@ -14,6 +14,12 @@ What is read, node by node, in graph order:
   MVAU output INT2 with T=2 thresholds and ActVal -1): weights (MW, MH) in {-1, +1} -> packed rows
   (bit 1 = +1), the input's code width and ActVal -> ``act_bits`` / ``act_bias`` of the layer; the
   accumulator is the signed dot product, its thresholds are clipped to [-K*max|a|, K*max|a| + 1].
+- CNV: the leading ``Transpose`` (NCHW -> NHWC, the reference transposes the pixels the same way);
+  ``ConvolutionInputGenerator`` (depthwise=0) before an MVAU -> that layer's conv geometry (kernel,
+  stride, input H/W/C; the MVAU's weight rows are FINN's im2col window order); a depthwise
+  ``ConvolutionInputGenerator`` + ``Pool`` (MaxPool), or a ``StreamingMaxPool``, after a layer -> its
+  ``pool``. The first conv layer reads CNV's 8-bit input (INT8, 255 thresholds, ActVal -128) with
+  bipolar weights: a bit-plane layer with 8-bit codes.
 - The trailing ``ElementwiseMul`` / ``ElementwiseAdd`` (or ONNX ``Mul`` / ``Add``) with constant
   operands -> output_mul, output_add. A ``LabelSelect``/``TopK`` after them is an argmax and ignored.
 
@@ -32,14 +38,15 @@ from pathlib import Path
 import numpy as np
 
 from host.atomic import atomic_path, write_json_atomic
-from host.xnor_format import DenseLayer, XnorModel, load_xnor_model, save_xnor_model
+from host.xnor_format import (ConvGeometry, PoolGeometry, XnorFormatError, XnorLayer, XnorModel, load_xnor_model,
+                              save_xnor_model, validate_model)
 
 # The FINN steps whose output the reference mirrors (the same functions hw_builds' full build runs).
 EXPORT_STEPS = ("step_qonnx_to_finn", "step_tidy_up", "step_streamline", "step_convert_to_hw")
 
 
 class XnorExportError(ValueError):
-    """The FINN graph is not a w1a1/w1a2 MLP the reference understands; the message names the node."""
+    """The FINN graph is not a w1a1/w1a2 MLP or CNV the reference understands; the message names the node."""
 
 
 def annotate_uint8_input(model):
@@ -108,14 +115,35 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
     from qonnx.custom_op.registry import getCustomOp
 
     input_thr = None
-    layers: list[DenseLayer] = []
+    layers: list[XnorLayer] = []
     mul = add = None
-    k_in = int(np.prod(input_shape))
     act = None  # (bits, bias) of the activation the next MVAU reads
-    for node in hw_model.graph.node:
+    window: ConvGeometry | None = None  # a ConvolutionInputGenerator waiting for its MVAU
+    pool_window = None  # a depthwise ConvolutionInputGenerator waiting for its Pool
+    for index, node in enumerate(hw_model.graph.node):
         op = node.op_type.removesuffix("_hls").removesuffix("_rtl")
         where = f"node {node.name} ({node.op_type})"
         if op in ("Reshape", "Flatten"):
+            continue
+        if op == "Transpose":
+            perm = [int(v) for a in node.attribute if a.name == "perm" for v in a.ints]
+            if index != 0 or perm != [0, 2, 3, 1]:
+                raise XnorExportError(f"{where}: only the leading NCHW -> NHWC Transpose is supported (perm {perm})")
+            continue
+        if op == "ConvolutionInputGenerator":
+            inst = getCustomOp(node)
+            if list(inst.get_nodeattr("Dilation")) != [1, 1]:
+                raise XnorExportError(f"{where}: dilation {inst.get_nodeattr('Dilation')} is not supported")
+            geom = ConvGeometry(in_dim=_pair(inst.get_nodeattr("IFMDim")), in_channels=int(inst.get_nodeattr("IFMChannels")),
+                                kernel=_pair(inst.get_nodeattr("ConvKernelDim")), stride=_pair(inst.get_nodeattr("Stride")))
+            if inst.get_nodeattr("depthwise"):
+                pool_window = geom  # the window of the Pool that follows
+            else:
+                window = geom
+            continue
+        if op in ("Pool", "StreamingMaxPool"):
+            _attach_pool(hw_model, node, layers, pool_window, where)
+            pool_window = None
             continue
         if op in ("LabelSelect", "TopK"):
             continue  # argmax of the logits: the reference's predict() is the same
@@ -133,6 +161,8 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
             if act is None:
                 raise XnorExportError(f"{where}: MVAU without a preceding activation")
             w = _const(hw_model, node.input[1], where)  # (MW, MH)
+            if window is not None and window.window != w.shape[0]:
+                raise XnorExportError(f"{where}: MW {w.shape[0]} does not match the preceding window {window}")
             if inst.get_nodeattr("binaryXnorMode"):  # w1a1: weights in {0, 1}, popcount of agreements
                 if act[0] != 1:
                     raise XnorExportError(f"{where}: XNOR MVAU on a {act[0]}-bit input")
@@ -159,7 +189,8 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
                 else:  # |acc| <= K * max|value|
                     amax = k * max(abs(in_bias), abs((1 << in_bits) - 1 + in_bias))
                     thr = _ceil_thresholds(t, -amax, amax + 1, where)
-            layers.append(DenseLayer(int(k), int(m), packed, thr, act_bits=in_bits, act_bias=in_bias))
+            layers.append(XnorLayer(int(k), int(m), packed, thr, act_bits=in_bits, act_bias=in_bias, conv=window))
+            window = None
         elif op in ("ElementwiseMul", "Mul", "ElementwiseAdd", "Add"):
             if not layers:
                 raise XnorExportError(f"{where}: arithmetic before the first MVAU was not streamlined away")
@@ -175,16 +206,16 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
             else:
                 add = add + operand
         else:
-            raise XnorExportError(f"{where}: node type not supported by the XNOR reference (w1a1/w1a2 MLPs only)")
+            raise XnorExportError(f"{where}: node type not supported by the XNOR reference (w1a1/w1a2 MLPs and CNV)")
     if input_thr is None:
         raise XnorExportError("no input Thresholding node found (expected FINN's binarisation of the pixels)")
     if not layers:
         raise XnorExportError("no MVAU node found")
-    if input_thr.shape[0] not in (1, k_in):
-        raise XnorExportError(f"input thresholds for {input_thr.shape[0]} channels, model has {k_in} inputs")
+    if window is not None or pool_window is not None:
+        raise XnorExportError("a ConvolutionInputGenerator at the end of the graph has no MVAU / Pool after it")
     if mul is None:
         mul, add = np.ones(layers[-1].out_features), np.zeros(layers[-1].out_features)
-    return XnorModel(
+    model = XnorModel(
         input_thresholds=input_thr,
         layers=layers,
         output_mul=mul.astype(np.float32),
@@ -192,6 +223,37 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
         input_shape=tuple(int(d) for d in input_shape),
         meta=dict(meta or {}),
     )
+    try:
+        validate_model(model)
+    except XnorFormatError as err:
+        raise XnorExportError(f"the FINN graph does not chain into a valid XNOR model: {err}") from err
+    return model
+
+
+def _pair(values) -> tuple[int, int]:
+    values = [int(v) for v in values]
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def _attach_pool(hw_model, node, layers: list[XnorLayer], pool_window: ConvGeometry | None, where: str) -> None:
+    """A max pool (Pool after a depthwise window, or StreamingMaxPool) -> ``pool`` of the last layer."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    inst = getCustomOp(node)
+    if node.op_type.startswith("Pool"):
+        if inst.get_nodeattr("Function") != "MaxPool" or pool_window is None:
+            raise XnorExportError(f"{where}: only MaxPool after a depthwise ConvolutionInputGenerator is supported")
+        pool = PoolGeometry(kernel=_pair(inst.get_nodeattr("KernelSize")), stride=pool_window.stride)
+        if pool.kernel != pool_window.kernel:
+            raise XnorExportError(f"{where}: pool kernel {pool.kernel} differs from its window {pool_window.kernel}")
+    else:  # StreamingMaxPool: kernel = stride = PoolDim
+        kernel = _pair(inst.get_nodeattr("PoolDim"))
+        pool = PoolGeometry(kernel=kernel, stride=kernel)
+    if not layers or layers[-1].conv is None or layers[-1].thresholds is None or layers[-1].pool is not None:
+        raise XnorExportError(f"{where}: max pooling must follow a hidden conv layer's activations")
+    if pool_window is not None and pool_window.in_dim != layers[-1].conv.out_dim:
+        raise XnorExportError(f"{where}: pools a {pool_window.in_dim} map, the layer before outputs {layers[-1].conv.out_dim}")
+    layers[-1].pool = pool
 
 
 def export_xnor(onnx_path: str | Path, out_npz: str | Path, model_name: str,

@@ -7,8 +7,8 @@
 4. FINN's HW model (after ``step_convert_to_hw``; Thresholding + MVAU nodes) in python execution.
 
 Every path is turned into the same named intermediates (``layer{i}.in_bits`` 0/1, ``layer{i}.acc``
-popcount, ``logits``; see ``XnorReference.trace``): Brevitas' +1/-1 activations as bits, its
-Linear outputs (the +1/-1 dot product d) as (d + K) / 2. The stage passes only if top-1 agrees for
+popcount, ``logits``; see ``XnorReference.trace``; conv feature maps NHWC): Brevitas' +1/-1
+activations as bits, its Conv / Linear outputs (the +1/-1 dot product d) as (d + K) / 2. The stage passes only if top-1 agrees for
 every image in all four paths and every integer intermediate is identical; otherwise the report
 names the first differing intermediate in execution order, with the number of images affected.
 
@@ -38,43 +38,54 @@ def _to_numpy(t) -> np.ndarray:
     return value.detach().cpu().numpy()
 
 
+def _nhwc_flat(v: np.ndarray) -> np.ndarray:
+    """A conv tensor NCHW -> NHWC (the reference's layout), flattened per image; vectors unchanged."""
+    if v.ndim == 4:
+        v = v.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(v).reshape(len(v), -1)
+
+
 def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500, layers=None) -> dict[str, np.ndarray]:
     """Brevitas forward on raw pixels with hooks: the reference's intermediates, from float tensors.
 
-    ``layers`` (the reference's DenseLayers) gives each layer's input code: 1-bit layers take +1/-1 as
-    bits and (d + K) / 2 as accumulator; multi-bit layers take value - act_bias as code and the dot
-    product d itself. Without it every layer is read as 1-bit (w1a1).
+    Each quantized Conv / Linear gives ``layer{i}.in_bits`` from its input (after any max pool) and
+    ``layer{i}.acc`` from its output, NHWC for convs. ``layers`` (the reference's layers) gives each
+    layer's input code: 1-bit layers take +1/-1 as bits and (d + K) / 2 as accumulator; multi-bit
+    layers take value / scale - act_bias as code and d / scale itself (``scale`` of the activation
+    quantizer feeding the layer: 1 for the MLPs' 2-bit codes, 2**-7 for CNV's Q1.7 input). Without
+    ``layers`` every layer is read as 1-bit (w1a1).
     """
     import torch
-    from brevitas.nn import QuantIdentity, QuantLinear
+    from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 
     acts = [m for m in model.modules() if isinstance(m, QuantIdentity)]
-    linears = [m for m in model.modules() if isinstance(m, QuantLinear)]
-    if len(acts) != len(linears):
-        raise XnorVerificationError(f"expected one activation quantizer per Linear, got {len(acts)} and {len(linears)}")
+    quant_layers = [m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+    if len(acts) != len(quant_layers):
+        raise XnorVerificationError(f"expected one activation quantizer per Conv/Linear, got {len(acts)} and "
+                                    f"{len(quant_layers)}")
     parts: dict[str, list[np.ndarray]] = {}
     handles = []
+    spec = [(1, 0)] * len(quant_layers) if layers is None else [(l.act_bits, l.act_bias) for l in layers]
+    with torch.no_grad():
+        scales = [float(act.act_quant.scale()) for act in acts]
 
-    def keep(name, fn):
-        def hook(_module, _inp, out):
-            parts.setdefault(name, []).append(fn(_to_numpy(out)))
+    def keep(name, fn, pre=False):
+        def hook(_module, args, out=None):
+            value = args[0] if pre else out
+            parts.setdefault(name, []).append(fn(_nhwc_flat(_to_numpy(value))))
         return hook
 
-    spec = [(1, 0)] * len(linears) if layers is None else [(l.act_bits, l.act_bias) for l in layers]
-
-    def code_of(bits, bias):
+    for i, layer in enumerate(quant_layers):
+        (bits, bias), scale = spec[i], scales[i]
+        k = layer.in_features if isinstance(layer, QuantLinear) else int(np.prod(layer.weight.shape[1:]))
         if bits == 1:
-            return lambda v: (v > 0).astype(np.uint8).reshape(len(v), -1)
-        return lambda v: (np.rint(v) - bias).astype(np.int32).reshape(len(v), -1)
-
-    for i, act in enumerate(acts):  # input quantizer first, then one after each hidden Linear
-        handles.append(act.register_forward_hook(keep(f"layer{i}.in_bits", code_of(*spec[i]))))
-    for i, lin in enumerate(linears):
-        k = lin.in_features
-        if spec[i][0] == 1:
-            handles.append(lin.register_forward_hook(keep(f"layer{i}.acc", lambda v, k=k: np.rint((v + k) / 2).astype(np.int32))))
+            code = lambda v: (v > 0).astype(np.uint8)  # noqa: E731
+            acc = lambda v, k=k: np.rint((v + k) / 2).astype(np.int32)  # noqa: E731
         else:
-            handles.append(lin.register_forward_hook(keep(f"layer{i}.acc", lambda v: np.rint(v).astype(np.int32))))
+            code = lambda v, s=scale, b=bias: (np.rint(v / s) - b).astype(np.int32)  # noqa: E731
+            acc = lambda v, s=scale: np.rint(v / s).astype(np.int32)  # noqa: E731
+        handles.append(layer.register_forward_pre_hook(keep(f"layer{i}.in_bits", code, pre=True)))
+        handles.append(layer.register_forward_hook(keep(f"layer{i}.acc", acc)))
     logits = []
     try:
         with torch.no_grad():
@@ -89,12 +100,40 @@ def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500, layers=Non
     return out
 
 
-def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[str, np.ndarray]:
-    """Run a FINN model per sample in python mode; collect the reference's intermediates by node type.
+def _layer_taps(model) -> list[tuple[str, str]]:
+    """(reference intermediate, tensor name) pairs of a FINN model, in execution order.
 
-    Streamlined model: MultiThreshold -> in_bits of the next layer, XnorPopcountMatMul / MatMul -> acc.
+    A layer node is XnorPopcountMatMul / MatMul (streamlined) or MVAU (HW). Its ``in_bits`` is the
+    tensor it reads, or, where an Im2Col / ConvolutionInputGenerator feeds it, that window
+    generator's input (the NHWC feature map after any max pool). Its ``acc`` is its output, except
+    for an MVAU with fused thresholds, whose output is activations only (no accumulator to compare).
+    """
+    from qonnx.custom_op.registry import getCustomOp
+
+    producer = {out: node for node in model.graph.node for out in node.output}
+    taps: list[tuple[str, str]] = []
+    layer = 0
+    for node in model.graph.node:
+        op = node.op_type.removesuffix("_hls").removesuffix("_rtl")
+        if op not in ("XnorPopcountMatMul", "MatMul", "MVAU"):  # MatMul: bipolar weights on multi-bit input
+            continue
+        src = node.input[0]
+        feeder = producer.get(src)
+        if feeder is not None and feeder.op_type.removesuffix("_hls").removesuffix("_rtl") in (
+                "Im2Col", "ConvolutionInputGenerator"):
+            src = feeder.input[0]
+        taps.append((f"layer{layer}.in_bits", src))
+        if op != "MVAU" or getCustomOp(node).get_nodeattr("noActivation"):
+            taps.append((f"layer{layer}.acc", node.output[0]))
+        layer += 1
+    return taps
+
+
+def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[str, np.ndarray]:
+    """Run a FINN model per sample in python mode; collect the reference's intermediates (see _layer_taps).
+
     Activations are FINN's values (code + out_bias / ActVal); verify_xnor subtracts the bias.
-    HW model: Thresholding -> layer0.in_bits, MVAU with thresholds -> next in_bits, last MVAU -> acc.
+    Tensors are flattened per image; conv feature maps are NHWC in both FINN models, like the reference's.
     """
     from finn.core.onnx_exec import execute_onnx
 
@@ -103,23 +142,7 @@ def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[st
     model = python_executable(load_model(onnx_path))
     in_name, out_name = model.graph.input[0].name, model.graph.output[0].name
     in_shape = tuple(model.get_tensor_shape(in_name))
-    names: list[tuple[str, str]] = []  # (reference intermediate, tensor name)
-    layer = 0
-    for node in model.graph.node:
-        op = node.op_type.removesuffix("_hls").removesuffix("_rtl")
-        if op in ("MultiThreshold", "Thresholding"):
-            names.append((f"layer{layer}.in_bits", node.output[0]))
-        elif op in ("XnorPopcountMatMul", "MatMul"):  # MatMul: bipolar weights on a multi-bit input (w1a2)
-            names.append((f"layer{layer}.acc", node.output[0]))
-            layer += 1
-        elif op == "MVAU":
-            from qonnx.custom_op.registry import getCustomOp
-
-            if getCustomOp(node).get_nodeattr("noActivation"):
-                names.append((f"layer{layer}.acc", node.output[0]))
-            else:
-                names.append((f"layer{layer + 1}.in_bits", node.output[0]))
-            layer += 1
+    names = _layer_taps(model)
     parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in names}
     parts["logits"] = []
     # values exactly as FINN computes them (see unsanitized_execution); _exact_int refuses any non-integer
@@ -150,8 +173,9 @@ def compare_traces(ref: dict[str, np.ndarray], other: dict[str, np.ndarray],
                    fan_in: dict[str, int] | None = None) -> list[dict]:
     """Per intermediate that both paths have: images that differ (logits compared by top-1 only).
 
-    ``fan_in`` (for Brevitas): accumulators named there may be mirrored per neuron, acc' = K - acc
-    (0 for the signed accumulators of multi-bit layers: acc' = -acc).
+    ``fan_in`` (for Brevitas): accumulators named there may be mirrored per neuron (output channel,
+    the last axis; for a conv on every pixel), acc' = K - acc (0 for the signed accumulators of
+    multi-bit layers: acc' = -acc).
     FINN's streamlining moves the sign of a negative batch-norm scale into that neuron's weights
     (FactorOutMulSignMagnitude, Absorb1BitMulIntoMatMul), so its popcount is the mirror of the
     one computed with Brevitas' weights; a neuron must then be mirrored on every image.
@@ -160,13 +184,15 @@ def compare_traces(ref: dict[str, np.ndarray], other: dict[str, np.ndarray],
     for name in ref:
         if name not in other or name == "logits":
             continue
-        a, b = ref[name].astype(np.int64), other[name].reshape(ref[name].shape).astype(np.int64)
+        n, m = len(ref[name]), ref[name].shape[-1]
+        a = ref[name].astype(np.int64).reshape(n, -1, m)  # (N, pixels or 1, M)
+        b = other[name].astype(np.int64).reshape(a.shape)
         row = {"intermediate": name}
         if fan_in and name in fan_in:
-            mirrored = np.all(a == fan_in[name] - b, axis=0) & ~np.all(a == b, axis=0)  # (M,)
-            b = np.where(mirrored[None, :], fan_in[name] - b, b)
+            mirrored = np.all(a == fan_in[name] - b, axis=(0, 1)) & ~np.all(a == b, axis=(0, 1))  # (M,)
+            b = np.where(mirrored, fan_in[name] - b, b)
             row["neurons_mirrored"] = int(mirrored.sum())
-        differ = np.any(a != b, axis=1)
+        differ = np.any(a != b, axis=(1, 2))
         row.update(images_differing=int(differ.sum()), first_image=int(np.argmax(differ)) if differ.any() else None)
         rows.append(row)
     return rows
@@ -180,12 +206,13 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     ``test_subset``: first N test images (None = all) for the XNOR reference and Brevitas;
     ``finn_subset``: first N of those also run through the two FINN models (None = all of them).
     """
-    from models.datasets import load_npz
     from models.checkpoint import load_checkpoint
+    from models.datasets import load_npz
+    from models.inputs import to_model_input
 
     ref = XnorReference.load(xnor_npz)
     data = load_npz(data_npz, test_subset=test_subset)
-    x = data["x_test"].reshape((-1,) + tuple(ref.model.input_shape))  # (N, C, H, W) uint8
+    x = to_model_input(data["x_test"], tuple(ref.model.input_shape))  # (N, C, H, W) uint8
     y = data["y_test"].astype(np.int64)
     n = len(x)
     n_finn = n if finn_subset is None else min(n, finn_subset)

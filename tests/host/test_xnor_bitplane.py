@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import host.xnor as xnor
 from host.xnor import XnorReference, bitplane_dot_numpy, pack_planes
-from host.xnor_format import DenseLayer, XnorFormatError, XnorModel, load_xnor_model, save_xnor_model
+from host.xnor_format import FORMAT_VERSION, XnorLayer, XnorFormatError, XnorModel, load_xnor_model, save_xnor_model
 
 BACKENDS = ["numpy", "table"] + (["numba"] if "numba" in xnor.available_backends() else [])
 
@@ -60,7 +60,7 @@ def random_a2_model(widths: list[int], bits: list[int], rng: np.random.Generator
             near = rng.integers(-spread, spread + 1, size=(rows, t_of[i + 1])) + (k // 2 if bits[i] == 1 else 0)
             wide = rng.integers(lo, hi + 1, size=(rows, t_of[i + 1]))
             thr = np.clip(np.where(rng.random((rows, t_of[i + 1])) < 0.8, near, wide), lo, hi).astype(np.int32)
-        layers.append(DenseLayer(int(k), int(m), packed, thr, act_bits=bits[i], act_bias=biases[i]))
+        layers.append(XnorLayer(int(k), int(m), packed, thr, act_bits=bits[i], act_bias=biases[i]))
     c0 = widths[0] if per_channel else 1
     return XnorModel(
         input_thresholds=np.sort(rng.integers(0, 257, size=(c0, t_of[0])), axis=1).astype(np.int32),
@@ -139,7 +139,7 @@ def test_a2_model_roundtrips_and_w1a1_manifest_has_no_new_fields(tmp_path) -> No
     rng = np.random.default_rng(8)
     model = random_a2_model([50, 20, 5], [2, 2], rng, per_channel=False)
     manifest = save_xnor_model(model, tmp_path / "a2.npz")
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION
     assert [(l["type"], l["act_bits"], l["act_bias"]) for l in manifest["layers"]] == [
         ("bitplane_dense", 2, model.layers[0].act_bias), ("bitplane_dense", 2, model.layers[1].act_bias)]
     back = load_xnor_model(tmp_path / "a2.npz")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from host.xnor_format import load_xnor_model, save_xnor_model
+from host.xnor_format import FORMAT_VERSION, load_xnor_model, save_xnor_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_export_writes_a_checked_packed_model(exported: dict[str, Path]) -> None
     assert [l.thresholds is None for l in model.layers] == [False, False, False, True]
     summary = json.loads(exported["summary"].read_text())
     assert summary["weights_packed_bytes"] * 32 == pytest.approx(summary["weights_fp32_bytes"], rel=0.01)
-    assert summary["format_version"] == 1
+    assert summary["format_version"] == FORMAT_VERSION
 
 
 def test_xnor_reference_agrees_with_brevitas_and_finn(exported: dict[str, Path], tmp_path: Path) -> None:
