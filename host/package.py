@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from host.inputs import to_model_input
 from host.packing import DriverSettings, PackingError, SettingsError
+from host.xnor_format import load_xnor_model
 
 FORMAT = "bnnflow-deploy"
 VERSION = 1
@@ -195,18 +197,24 @@ def _check_config(config: object, path: Path) -> None:
             raise bad(f"budget {key} must be a number, got {v!r}")
 
 
-def testset_from_dataset(dataset_npz: str | Path, test_subset: int | None) -> dict[str, np.ndarray]:
-    """x_test/y_test of a prepared data set as NCHW uint8 + int64 labels (first ``test_subset`` images)."""
+def testset_from_dataset(dataset_npz: str | Path, test_subset: int | None,
+                         input_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """x_test/y_test of a prepared data set as the model's NCHW uint8 input + int64 labels (first ``test_subset``).
+
+    ``input_shape`` (C, H, W) is the model's: CNV on MNIST gets the padded 3x32x32 images it was trained on.
+    """
     path = Path(dataset_npz)
     with np.load(path, allow_pickle=False) as npz:
         x, y = npz["x_test"], npz["y_test"]
     if x.dtype != np.uint8 or x.ndim not in (3, 4):
         raise PackageError(f"{path}: x_test is {x.dtype}{x.shape}, expected uint8 (N,H,W) or (N,H,W,C)")
     n = len(x) if test_subset is None else min(int(test_subset), len(x))
-    x = x[:n]
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
+    try:
+        x = to_model_input(x[:n], input_shape)  # (N, C, H, W)
+    except ValueError as err:
+        raise PackageError(f"{path}: {err}") from None
     return {
-        "x": np.ascontiguousarray(x),
+        "x": x,
         "labels": y[:n].astype(np.int64),
         "indices": np.arange(n, dtype=np.int64),
     }
@@ -343,7 +351,7 @@ def make_package(
         for rel, src in sources.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp / rel)
-        testset = testset_from_dataset(dataset_npz, test_subset)
+        testset = testset_from_dataset(dataset_npz, test_subset, load_xnor_model(xnor_npz).input_shape)
         np.savez(tmp / "testset.npz", **testset)
         load_testset(tmp / "testset.npz", settings)  # the test set must fit the accelerator input
         (tmp / "validate_config.json").write_text(json.dumps(validate_config, indent=2, sort_keys=True) + "\n")

@@ -1,4 +1,4 @@
-"""Software XNOR-popcount reference for w1a1/w1a2 MLPs (TFC/SFC/LFC) and CNV: the labels hardware is checked against.
+"""Software XNOR-popcount reference for w1a1/w1a2/w2a2 MLPs (TFC/SFC/LFC) and CNV: the labels hardware must match.
 
 It computes exactly what FINN's dataflow accelerator computes, in integers:
 
@@ -7,6 +7,10 @@ It computes exactly what FINN's dataflow accelerator computes, in integers:
 2. Per hidden layer: acc = popcount(XNOR(x_bits, w_bits)) (FINN's XnorPopcountMatMul: the number of
    agreeing positions), then bit = (acc >= t) (MultiThreshold / MVAU thresholds).
 3. Last layer: acc, then logits = acc * output_mul + output_add (float32), top-1 = first argmax.
+
+Ternary weights (w2a2: {-1, 0, +1}, a +1 and a -1 mask) only occur on bit-plane layers; there the dot
+product is sum_j 2**j (popcount(b_j AND w+) - popcount(b_j AND w-)) + act_bias (|w+| - |w-|)
+(:func:`ternary_dot_numpy`), for dense and conv layers alike.
 
 2-bit activations (w1a2): the activation code c (a threshold count, value c + act_bias) is split into
 bit planes b_j, and each +1/-1 dot product is sum_j 2**j (2 popcount(b_j AND w+) - popcount(b_j)) +
@@ -34,7 +38,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from host.xnor_format import XnorModel, load_xnor_model
+from host.xnor_format import XnorModel, load_xnor_model, validate_model
 
 # np.bitwise_count exists from numpy 2.0 on; the board image has numpy 1.x, hence the table fallback.
 _BITWISE_COUNT = getattr(np, "bitwise_count", None)
@@ -125,6 +129,37 @@ def bitplane_dot_numpy(planes: np.ndarray, w_words: np.ndarray, k: int, act_bias
     return acc.astype(np.int32)
 
 
+def ternary_dot_numpy(planes: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray, act_bias: int = 0,
+                      use_table: bool | None = None) -> np.ndarray:
+    """Signed dot products of multi-bit activations with ternary {-1, 0, +1} weights, int32 (N, M).
+
+    ``planes`` (P, N, W) as in :func:`bitplane_dot_numpy`; ``w_pos`` / ``w_neg`` (M, W): the +1 and -1
+    masks (a zero weight has neither bit). With value c + act_bias and c = sum_j 2**j b_j:
+
+        sum_i w_i (c_i + act_bias) = sum_j 2**j (popcount(b_j AND w+) - popcount(b_j AND w-))
+                                     + act_bias (popcount(w+) - popcount(w-))
+
+    what FINN's MVAU (binaryXnorMode=0) with INT2 weights computes. Unlike the +1/-1 case no K appears:
+    a position outside both masks (a zero weight, or padding) contributes nothing.
+    """
+    p, n, w = planes.shape
+    m = w_pos.shape[0]
+    w_sum = (popcount(w_pos, use_table).sum(axis=-1, dtype=np.int64)
+             - popcount(w_neg, use_table).sum(axis=-1, dtype=np.int64))  # (M,)
+    acc = np.empty((n, m), dtype=np.int64)
+    step = max(1, _NUMPY_BLOCK_WORDS // max(1, 2 * m * w))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        total = np.zeros((hi - lo, m), dtype=np.int64)
+        for j in range(p):
+            plane = planes[j, lo:hi, None, :]
+            pos = popcount(plane & w_pos[None, :, :], use_table).sum(axis=-1, dtype=np.int64)
+            neg = popcount(plane & w_neg[None, :, :], use_table).sum(axis=-1, dtype=np.int64)
+            total += (pos - neg) << j
+        acc[lo:hi] = total + act_bias * w_sum[None, :]
+    return acc.astype(np.int32)
+
+
 def pack_planes(codes: np.ndarray, bits: int) -> np.ndarray:
     """(N, K) non-negative integer codes -> (bits, N, ceil(K/64)) packed bit planes, plane j = bit j."""
     codes = np.asarray(codes)
@@ -203,6 +238,7 @@ class XnorReference:
         kernels = _numba_module() if backend in ("auto", "numba") else None
         if backend == "numba" and kernels is None:
             raise RuntimeError("backend 'numba' requested but numba is not importable here")
+        validate_model(model)  # a model built in memory gets the same checks as a loaded file
         self.model = model
         self.backend = "numba" if kernels is not None else "numpy"
         self._kernels = kernels
@@ -210,8 +246,13 @@ class XnorReference:
         self.in_features = model.in_features
         layers = model.layers
         self._w = [bytes_to_words(layer.weights_packed, layer.in_features) for layer in layers]  # (M, W)
+        # ternary layers (weight_bits 2): the -1 mask; self._w is then the +1 mask
+        self._w_neg = [None if layer.weights_neg is None else bytes_to_words(layer.weights_neg, layer.in_features)
+                       for layer in layers]
         # the compiled kernels read the weights transposed, (W, M): contiguous over neurons
         self._w_t = [np.ascontiguousarray(w.T) for w in self._w] if kernels is not None else None
+        self._w_neg_t = ([None if w is None else np.ascontiguousarray(w.T) for w in self._w_neg]
+                         if kernels is not None else None)
         self._bits = [int(layer.act_bits) for layer in layers]
         # thresholds feeding layer i's input: the pixels' for i = 0, layer i-1's after; (C or 1, T)
         self._thr_in = [np.ascontiguousarray(t, dtype=np.int32)
@@ -298,6 +339,10 @@ class XnorReference:
     def _dense(self, i: int, x: np.ndarray) -> np.ndarray:
         """Accumulators int32 (R, M) of layer i's matrix on encoded rows (packed words or bit planes)."""
         layer = self.model.layers[i]
+        if self._w_neg[i] is not None:  # ternary weights (always a bit-plane layer)
+            if self._kernels is not None:
+                return self._kernels.ternary_dot(x, self._w_t[i], self._w_neg_t[i], layer.act_bias)
+            return ternary_dot_numpy(x, self._w[i], self._w_neg[i], layer.act_bias, self.use_table)
         if self._bits[i] != 1:
             if self._kernels is not None:
                 return self._kernels.bitplane_dot(x, self._w_t[i], layer.in_features, layer.act_bias)

@@ -23,6 +23,13 @@ Multi-bit activations (w1a2, CNV's 8-bit input): a layer whose manifest entry ha
 thresholds per channel, and its accumulator is the signed integer dot product of the values with
 the +1/-1 weights (FINN's MatMul / MVAU with binaryXnorMode=0).
 
+Ternary weights (w2a2, version 2): a layer whose manifest entry has ``"weight_bits": 2`` has
+weights in {-1, 0, +1} (Brevitas' 2-bit narrow range with scale 1): ``layer{i}_weights`` holds the
++1 mask and ``layer{i}_weights_neg`` (same shape and packing) the -1 mask, a zero weight has
+neither bit. Such a layer is always a bit-plane layer (``act_bits >= 2``; FINN's MVAU with
+binaryXnorMode=0 and INT2 weights); its accumulator is the signed integer dot product. Entries
+without ``weight_bits`` are 1-bit (+1/-1) layers, so 1-bit files are unchanged.
+
 Convolutions (version 2, CNV): a ``*_conv`` entry carries ``conv`` (input H, W, C, kernel, stride; no
 padding) and may carry ``pool`` (max pooling of its output activations). Feature maps are NHWC;
 the raw pixels of a conv net arrive NCHW (``input_shape``) and are transposed first, as FINN's
@@ -120,6 +127,10 @@ class XnorLayer:
     act_bias: int = 0
     conv: ConvGeometry | None = None
     pool: PoolGeometry | None = None
+    # 1: +1/-1 weights (``weights_packed`` bit 1 = +1); 2: ternary {-1, 0, +1}, ``weights_packed`` is then
+    # the +1 mask and ``weights_neg`` the -1 mask (same shape), a zero weight has neither bit.
+    weight_bits: int = 1
+    weights_neg: np.ndarray | None = None  # uint8 (M, ceil(K/8)) -1 mask of a ternary layer, else None
 
     @property
     def kind(self) -> str:
@@ -136,14 +147,27 @@ class XnorLayer:
         return (*dim, self.out_features)
 
     def weights_pm1(self) -> np.ndarray:
-        """The weights as int8 +1/-1, shape (M, K) (for tests and the float comparison network)."""
+        """The weights as int8 +1/-1, shape (M, K) (for tests and the float comparison network).
+
+        Only for 1-bit layers: reading a ternary layer's +1 mask as +1/-1 would turn its zeros into -1.
+        """
+        if self.weight_bits != 1:
+            raise ValueError(f"weights_pm1 of a {self.weight_bits}-bit (ternary) layer; use weights_int()")
         bits = np.unpackbits(self.weights_packed, axis=1, count=self.in_features, bitorder="little")
         return (bits.astype(np.int8) * 2 - 1).astype(np.int8)
+
+    def weights_int(self) -> np.ndarray:
+        """The weights as int8 in {-1, +1} (1-bit) or {-1, 0, +1} (ternary), shape (M, K)."""
+        if self.weight_bits == 1:
+            return self.weights_pm1()
+        pos = np.unpackbits(self.weights_packed, axis=1, count=self.in_features, bitorder="little")
+        neg = np.unpackbits(self.weights_neg, axis=1, count=self.in_features, bitorder="little")
+        return (pos.astype(np.int8) - neg.astype(np.int8)).astype(np.int8)
 
 
 @dataclass
 class XnorModel:
-    """Everything the XNOR reference needs to run one w1a1 or w1a2 MLP or CNV, as plain numpy arrays."""
+    """Everything the XNOR reference needs to run one w1a1, w1a2 or w2a2 MLP or CNV, as plain numpy arrays."""
 
     input_thresholds: np.ndarray  # int32 (C, T) on uint8 pixels
     layers: list[XnorLayer]
@@ -174,13 +198,16 @@ class XnorModel:
         }
         for i, layer in enumerate(self.layers):
             out[f"layer{i}_weights"] = np.ascontiguousarray(layer.weights_packed, dtype=np.uint8)
+            if layer.weights_neg is not None:
+                out[f"layer{i}_weights_neg"] = np.ascontiguousarray(layer.weights_neg, dtype=np.uint8)
             if layer.thresholds is not None:
                 out[f"layer{i}_thresholds"] = np.ascontiguousarray(layer.thresholds, dtype=np.int32)
         return out
 
     def size_report(self) -> dict[str, int | float]:
-        """Bytes of the packed binary weights against the same weights stored as fp32."""
-        packed = sum(int(layer.weights_packed.nbytes) for layer in self.layers)
+        """Bytes of the packed weights (both masks of a ternary layer) against the same weights as fp32."""
+        packed = sum(int(layer.weights_packed.nbytes)
+                     + (0 if layer.weights_neg is None else int(layer.weights_neg.nbytes)) for layer in self.layers)
         fp32 = sum(4 * layer.in_features * layer.out_features for layer in self.layers)
         return {
             "weights_packed_bytes": packed,
@@ -207,12 +234,13 @@ def build_manifest(model: XnorModel) -> dict:
             "out_features": layer.out_features,
             "has_thresholds": layer.thresholds is not None,
             **({"act_bits": int(layer.act_bits), "act_bias": int(layer.act_bias)} if layer.act_bits > 1 else {}),
+            **({"weight_bits": int(layer.weight_bits)} if layer.weight_bits != 1 else {}),
             **({"conv": layer.conv.as_json()} if layer.conv else {}),
             **({"pool": layer.pool.as_json()} if layer.pool else {}),
         }
         for layer in model.layers
     ]
-    return {
+    manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "input_shape": list(model.input_shape),
@@ -222,6 +250,15 @@ def build_manifest(model: XnorModel) -> dict:
         "meta": model.meta,
         "sha256": {name: array_sha256(arr) for name, arr in sorted(model.arrays().items())},
     }
+    manifest["manifest_sha256"] = manifest_sha256(manifest)
+    return manifest
+
+
+def manifest_sha256(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without this field: geometry, act_bias and shapes are
+    as much the model as the arrays are, so an edited manifest (a pool kernel, an input bias) is refused too."""
+    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _validate_geometry(i: int, layer: XnorLayer, shape: tuple[int, ...]) -> None:
@@ -249,6 +286,38 @@ def _validate_geometry(i: int, layer: XnorLayer, shape: tuple[int, ...]) -> None
             raise XnorFormatError(f"{where}: pool {pool.kernel} / stride {pool.stride} do not fit {conv.out_dim}")
 
 
+def _validate_mask(name: str, mask, layer: XnorLayer) -> None:
+    """A packed weight mask: uint8 (M, ceil(K/8)) with the padding bits past K zero (they would count)."""
+    want = (layer.out_features, (layer.in_features + 7) // 8)
+    if not isinstance(mask, np.ndarray) or mask.shape != want or mask.dtype != np.uint8:
+        got = f"{mask.dtype}{mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise XnorFormatError(f"{name} is {got}, expected uint8{want}")
+    pad = 8 * want[1] - layer.in_features
+    if pad and want[0] and np.any(mask[:, -1] >> (8 - pad)):
+        raise XnorFormatError(f"{name} has bits set past in_features {layer.in_features} (padding must be 0)")
+
+
+def _validate_weights(i: int, layer: XnorLayer) -> None:
+    """The weight masks of layer i: shapes, zero padding; a ternary layer's two masks disjoint."""
+    _validate_mask(f"layer{i}_weights", layer.weights_packed, layer)
+    if layer.weight_bits == 1:
+        if layer.weights_neg is not None:
+            raise XnorFormatError(f"layer{i}: a 1-bit (+1/-1) layer has no layer{i}_weights_neg")
+        return
+    if layer.weight_bits != 2:
+        raise XnorFormatError(f"layer{i}: weight_bits {layer.weight_bits} is not 1 (+1/-1) or 2 (ternary)")
+    if layer.act_bits < 2:
+        raise XnorFormatError(f"layer{i}: ternary weights need a multi-bit (bit-plane) input, act_bits is "
+                              f"{layer.act_bits} (FINN: MVAU with binaryXnorMode=0)")
+    if layer.weights_neg is None:
+        raise XnorFormatError(f"layer{i}: ternary layer (weight_bits 2) without its -1 mask layer{i}_weights_neg")
+    _validate_mask(f"layer{i}_weights_neg", layer.weights_neg, layer)
+    both = np.bitwise_and(layer.weights_packed, layer.weights_neg)
+    if both.any():
+        m, byte = (int(v[0]) for v in np.nonzero(both))
+        raise XnorFormatError(f"layer{i}: weight masks overlap (neuron {m}, byte {byte} is both +1 and -1)")
+
+
 def validate_model(model: XnorModel) -> None:
     """Check shapes chain together; raise :class:`XnorFormatError` naming what is wrong."""
     if not model.layers:
@@ -272,11 +341,7 @@ def validate_model(model: XnorModel) -> None:
             raise XnorFormatError(f"{src} has {t_in} thresholds per channel, more than layer{i}'s "
                                   f"{layer.act_bits}-bit input code holds")
         _validate_geometry(i, layer, shape)
-        want = (layer.out_features, (layer.in_features + 7) // 8)
-        if layer.weights_packed.shape != want or layer.weights_packed.dtype != np.uint8:
-            raise XnorFormatError(
-                f"layer{i}_weights is {layer.weights_packed.dtype}{layer.weights_packed.shape}, expected uint8{want}"
-            )
+        _validate_weights(i, layer)
         last = i == len(model.layers) - 1
         if last and layer.thresholds is not None:
             raise XnorFormatError(f"layer{i} is the last layer and must not have thresholds")
@@ -313,7 +378,13 @@ def save_xnor_model(model: XnorModel, path: str | os.PathLike) -> dict:
 def _layer_from_manifest(i: int, spec: dict, arrays: dict[str, np.ndarray]) -> XnorLayer:
     """One manifest layer entry (+ its arrays) -> XnorLayer."""
     conv, pool = spec.get("conv"), spec.get("pool")
-    return XnorLayer(
+    weight_bits = int(spec.get("weight_bits", 1))
+    neg = f"layer{i}_weights_neg"
+    if weight_bits != 1 and neg not in arrays:
+        raise XnorFormatError(f"layer{i} is ternary (weight_bits {weight_bits}) but the file has no {neg!r}")
+    if weight_bits == 1 and neg in arrays:
+        raise XnorFormatError(f"layer{i} is a 1-bit layer but the file has a {neg!r}")
+    layer = XnorLayer(
         in_features=int(spec["in_features"]),
         out_features=int(spec["out_features"]),
         weights_packed=arrays[f"layer{i}_weights"],
@@ -324,7 +395,12 @@ def _layer_from_manifest(i: int, spec: dict, arrays: dict[str, np.ndarray]) -> X
             in_dim=_pair(conv["in_dim"]), in_channels=int(conv["in_channels"]),
             kernel=_pair(conv["kernel"]), stride=_pair(conv["stride"])),
         pool=None if pool is None else PoolGeometry(kernel=_pair(pool["kernel"]), stride=_pair(pool["stride"])),
+        weight_bits=weight_bits,
+        weights_neg=arrays.get(neg) if weight_bits != 1 else None,
     )
+    if spec.get("type", layer.kind) != layer.kind:  # a layer type this reader does not know
+        raise XnorFormatError(f"layer{i}: manifest type {spec.get('type')!r} but the entry describes a {layer.kind!r}")
+    return layer
 
 
 def _pair(values) -> tuple[int, int]:
@@ -355,6 +431,8 @@ def load_xnor_model(path: str | os.PathLike) -> XnorModel:
             f"{path}: format version {manifest.get('format_version')!r}, this reader understands "
             f"version {FORMAT_VERSION}; re-run the export_xnor rule to regenerate it"
         )
+    if manifest.get("manifest_sha256") != manifest_sha256(manifest):
+        raise XnorFormatError(f"{path}: the manifest fails its sha256 check (layer geometry or settings edited)")
     hashes = manifest.get("sha256", {})
     if set(hashes) != set(arrays):
         raise XnorFormatError(
@@ -365,6 +443,8 @@ def load_xnor_model(path: str | os.PathLike) -> XnorModel:
             raise XnorFormatError(f"{path}: array {name!r} fails its sha256 check (file corrupted or edited)")
     try:
         layers = [_layer_from_manifest(i, spec, arrays) for i, spec in enumerate(manifest["layers"])]
+    except XnorFormatError as err:
+        raise XnorFormatError(f"{path}: {err}") from err
     except (KeyError, TypeError, ValueError) as err:
         raise XnorFormatError(f"{path}: malformed layer entry in the manifest ({type(err).__name__}: {err})") from err
     model = XnorModel(

@@ -132,3 +132,43 @@ def bitplane_dot(planes: np.ndarray, w_t: np.ndarray, k: int, act_bias: int) -> 
     out = np.empty((planes.shape[1], w_t.shape[1]), dtype=np.int32)
     _bitplane_dot(np.ascontiguousarray(planes), w_t, np.int64(k), np.int64(act_bias), out)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _ternary_dot(planes, wp_t, wn_t, act_bias, out):  # planes (P, N, W) u64, wp_t / wn_t (W, M) u64 -> (N, M) int32
+    p, n, words = planes.shape
+    m = wp_t.shape[1]
+    w_sum = np.zeros(m, np.int64)  # |w+| - |w-| per neuron
+    for q in range(words):
+        for j in range(m):
+            w_sum[j] += np.int64(_ctpop64(wp_t[q, j])) - np.int64(_ctpop64(wn_t[q, j]))
+    pos = np.empty(m, np.uint64)
+    neg = np.empty(m, np.uint64)
+    acc = np.empty(m, np.int64)
+    for i in range(n):
+        for j in range(m):
+            acc[j] = act_bias * w_sum[j]
+        for b in range(p):
+            pos[:] = 0
+            neg[:] = 0
+            for q in range(words):
+                xq = planes[b, i, q]
+                for j in range(m):  # contiguous in j, as in _bitplane_dot
+                    pos[j] += _ctpop64(xq & wp_t[q, j])
+                    neg[j] += _ctpop64(xq & wn_t[q, j])
+            for j in range(m):
+                acc[j] += (np.int64(pos[j]) - np.int64(neg[j])) << b
+        for j in range(m):
+            out[i, j] = np.int32(acc[j])
+
+
+def ternary_dot(planes: np.ndarray, wp_t: np.ndarray, wn_t: np.ndarray, act_bias: int) -> np.ndarray:
+    """Signed dot products int32 (N, M) of bit-plane activations (P, N, W) with ternary weight columns.
+
+    ``wp_t`` / ``wn_t`` (W, M): the +1 and -1 masks, transposed. The same sum as
+    host.xnor.ternary_dot_numpy: sum_b 2**b (popcount(plane_b AND w+) - popcount(plane_b AND w-))
+    + act_bias (popcount(w+) - popcount(w-)).
+    """
+    out = np.empty((planes.shape[1], wp_t.shape[1]), dtype=np.int32)
+    _ternary_dot(np.ascontiguousarray(planes), wp_t, wn_t, np.int64(act_bias), out)
+    return out

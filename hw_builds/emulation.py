@@ -38,6 +38,28 @@ def finn_estimate(model, fclk_mhz: float) -> LatencyEstimate:
     )
 
 
+def check_host_side_of_parent(parent, path) -> None:
+    """The dataflow parent's nodes outside the partition must be what bnnflow's host already does.
+
+    On the board the bitfile implements the dataflow partition only; whatever FINN left in the parent
+    graph runs on the CPU or nowhere. bnnflow's host does one such thing: the NCHW -> NHWC transpose of
+    the input (``DriverSettings.from_nchw``), which CNV's parent holds as a leading Transpose. Anything
+    else (a node after the partition, another layout change) would make the emulation compute more than
+    the board, so it is refused.
+    """
+    nodes = list(parent.graph.node)
+    sdp = [i for i, node in enumerate(nodes) if node.op_type == "StreamingDataflowPartition"]
+    if len(sdp) != 1:
+        raise BackendUnavailable(f"{path}: expected one dataflow partition, found {len(sdp)}")
+    before, after = nodes[: sdp[0]], nodes[sdp[0] + 1 :]
+    perms = [[int(v) for a in node.attribute if a.name == "perm" for v in a.ints] for node in before]
+    if after or any(node.op_type != "Transpose" for node in before) or perms not in ([], [[0, 2, 3, 1]]):
+        outside = [node.op_type for node in before + after]
+        raise BackendUnavailable(
+            f"{path}: FINN left {outside} outside the dataflow partition; only the input NCHW -> NHWC "
+            "Transpose (done by the host) is supported, anything else would not run on the board")
+
+
 class EmulatedAccelerator:
     """The accelerator of a deployment package, executed by FINN in python mode on packed bytes."""
 
@@ -51,14 +73,15 @@ class EmulatedAccelerator:
         self.model_path = Path(model_path)
         try:
             self.model = load_model(model_path)
-            self.parent = load_model(parent_path) if parent_path is not None else None
+            if parent_path is not None:  # the accelerator is the partition alone, as on the board
+                check_host_side_of_parent(load_model(parent_path), parent_path)
         except FinnExecutionError as err:
             raise BackendUnavailable(str(err)) from err
         self._idt = DataType[settings.idt.name]
         self._odt = DataType[settings.odt.name]
         if settings.idt.name != "UINT8":
             raise BackendUnavailable(f"{settings.idt.name} input: the emulation runs raw uint8 pixels only")
-        top = self.parent if self.parent is not None else self.model
+        top = self.model
         in_name = top.graph.input[0].name
         model_in = tuple(top.get_tensor_shape(in_name))
         if int(np.prod(model_in)) != int(np.prod(settings.ishape_normal)):
@@ -89,7 +112,7 @@ class EmulatedAccelerator:
         folded = packed_bytearray_to_finnpy(packed, self._idt, (n, *s.ishape_folded), **DRIVER_PACKING)
         x = np.asarray(folded).reshape(n, *s.ishape_normal).astype(np.uint8)  # UINT8 values, exact
         try:
-            out = execute_model(self.model, x, parent=self.parent)  # (N, outputs) float32
+            out = execute_model(self.model, x)  # (N, outputs) float32
         except FinnExecutionError:
             raise
         except Exception as err:

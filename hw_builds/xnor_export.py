@@ -1,4 +1,4 @@
-"""Binary weight export: the FINN HW model of a w1a1/w1a2 MLP or CNV -> ``xnor_model.npz`` for host/xnor.py.
+"""Weight export: the FINN HW model of a w1a1/w1a2/w2a2 MLP or CNV -> ``xnor_model.npz`` for host/xnor.py.
 
 The weights and thresholds are taken from FINN's own graph after ``step_streamline`` and
 ``step_convert_to_hw`` (run here with a minimal DataflowBuildConfig, no board), not from the
@@ -14,6 +14,9 @@ What is read, node by node, in graph order:
   MVAU output INT2 with T=2 thresholds and ActVal -1): weights (MW, MH) in {-1, +1} -> packed rows
   (bit 1 = +1), the input's code width and ActVal -> ``act_bits`` / ``act_bias`` of the layer; the
   accumulator is the signed dot product, its thresholds are clipped to [-K*max|a|, K*max|a| + 1].
+- ``MVAU`` with ``binaryXnorMode=0`` and INT2 (or TERNARY) weights in {-1, 0, +1} on a multi-bit
+  input (w2a2: Brevitas' narrow-range 2-bit weights, scale 1): the same bit-plane layer with ternary
+  weights, a +1 mask and a -1 mask (``weight_bits`` 2); any other weight value is refused.
 - CNV: the leading ``Transpose`` (NCHW -> NHWC, the reference transposes the pixels the same way);
   ``ConvolutionInputGenerator`` (depthwise=0) before an MVAU -> that layer's conv geometry (kernel,
   stride, input H/W/C; the MVAU's weight rows are FINN's im2col window order); a depthwise
@@ -46,7 +49,7 @@ EXPORT_STEPS = ("step_qonnx_to_finn", "step_tidy_up", "step_streamline", "step_c
 
 
 class XnorExportError(ValueError):
-    """The FINN graph is not a w1a1/w1a2 MLP or CNV the reference understands; the message names the node."""
+    """The FINN graph is not a w1a1/w1a2/w2a2 MLP or CNV the reference understands; the message names the node."""
 
 
 def annotate_uint8_input(model):
@@ -110,6 +113,41 @@ def _act_spec(inst, thr: np.ndarray, where: str) -> tuple[int, int]:
     return t.bit_length(), bias
 
 
+def _weight_masks(inst, w: np.ndarray, in_bits: int, where: str) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """An MVAU's weight matrix (MW, MH) -> (+1 mask, -1 mask or None, weight_bits) for the reference.
+
+    binaryXnorMode=1 (w1a1): weights in {0, 1}, bit 1 = +1, on a 1-bit input. binaryXnorMode=0 on a
+    multi-bit input: BIPOLAR weights {-1, +1} (w1a2) or INT2 / TERNARY weights {-1, 0, +1} (w2a2,
+    Brevitas' 2-bit narrow range with scale 1), read into a +1 and a -1 mask.
+    """
+    wdt = inst.get_nodeattr("weightDataType")
+    if inst.get_nodeattr("binaryXnorMode"):
+        if in_bits != 1:
+            raise XnorExportError(f"{where}: XNOR MVAU on a {in_bits}-bit input")
+        if not np.isin(w, (0, 1)).all():
+            raise XnorExportError(f"{where}: weights are not binary {{0, 1}}")
+        return w.astype(bool), None, 1
+    if in_bits == 1:
+        raise XnorExportError(f"{where}: binaryXnorMode=0 MVAU on a 1-bit input; the reference supports "
+                              f"XNOR-popcount (w1a1) and bit-plane (a2, CNV's 8-bit input) layers only")
+    if wdt == "BIPOLAR":
+        if not np.isin(w, (-1, 1)).all():
+            raise XnorExportError(f"{where}: BIPOLAR weights outside {{-1, +1}}: {_sample_bad(w, (-1, 1))}")
+        return w > 0, None, 1
+    if wdt in ("INT2", "TERNARY"):
+        if not np.isin(w, (-1, 0, 1)).all():  # INT2 also holds -2: not Brevitas' narrow range
+            raise XnorExportError(f"{where}: {wdt} weights outside the ternary {{-1, 0, +1}}: "
+                                  f"{_sample_bad(w, (-1, 0, 1))}; only narrow-range 2-bit weights are supported")
+        return w > 0, w < 0, 2
+    raise XnorExportError(f"{where}: weightDataType {wdt} is not supported; only 1-bit (w1a1/w1a2, "
+                          f"BIPOLAR) and ternary 2-bit (w2a2, INT2 in {{-1, 0, +1}}) weights are")
+
+
+def _sample_bad(w: np.ndarray, allowed: tuple[int, ...]) -> str:
+    """The distinct offending values (at most 5), for an error message."""
+    return "[" + ", ".join(f"{v:g}" for v in np.unique(w[~np.isin(w, allowed)])[:5]) + "]"
+
+
 def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None = None) -> XnorModel:
     """Read the Thresholding / MVAU / Mul / Add nodes of a FINN HW model into an :class:`XnorModel`."""
     from qonnx.custom_op.registry import getCustomOp
@@ -163,20 +201,11 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
             w = _const(hw_model, node.input[1], where)  # (MW, MH)
             if window is not None and window.window != w.shape[0]:
                 raise XnorExportError(f"{where}: MW {w.shape[0]} does not match the preceding window {window}")
-            if inst.get_nodeattr("binaryXnorMode"):  # w1a1: weights in {0, 1}, popcount of agreements
-                if act[0] != 1:
-                    raise XnorExportError(f"{where}: XNOR MVAU on a {act[0]}-bit input")
-                if not np.isin(w, (0, 1)).all():
-                    raise XnorExportError(f"{where}: weights are not binary {{0, 1}}")
-                bits = w
-            else:  # w1a2: bipolar weights on a multi-bit input, signed integer dot product
-                if act[0] == 1 or inst.get_nodeattr("weightDataType") != "BIPOLAR" or not np.isin(w, (-1, 1)).all():
-                    raise XnorExportError(
-                        f"{where}: not an XNOR-popcount MVAU (binaryXnorMode=0) and not bipolar weights on a "
-                        f"multi-bit input; only w1a1 and w1a2 are supported")
-                bits = (w > 0)
+            bits, neg, weight_bits = _weight_masks(inst, w, act[0], where)
             k, m = w.shape
             packed = np.packbits(bits.T.astype(np.uint8), axis=1, bitorder="little")  # (MH, ceil(MW/8))
+            if neg is not None:
+                neg = np.packbits(neg.T.astype(np.uint8), axis=1, bitorder="little")
             thr = None
             in_bits, in_bias = act
             if inst.get_nodeattr("noActivation") == 0:
@@ -189,7 +218,8 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
                 else:  # |acc| <= K * max|value|
                     amax = k * max(abs(in_bias), abs((1 << in_bits) - 1 + in_bias))
                     thr = _ceil_thresholds(t, -amax, amax + 1, where)
-            layers.append(XnorLayer(int(k), int(m), packed, thr, act_bits=in_bits, act_bias=in_bias, conv=window))
+            layers.append(XnorLayer(int(k), int(m), packed, thr, act_bits=in_bits, act_bias=in_bias, conv=window,
+                                    weight_bits=weight_bits, weights_neg=neg))
             window = None
         elif op in ("ElementwiseMul", "Mul", "ElementwiseAdd", "Add"):
             if not layers:
@@ -206,7 +236,8 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
             else:
                 add = add + operand
         else:
-            raise XnorExportError(f"{where}: node type not supported by the XNOR reference (w1a1/w1a2 MLPs and CNV)")
+            raise XnorExportError(f"{where}: node type not supported by the XNOR reference "
+                                  f"(w1a1/w1a2/w2a2 MLPs and CNV)")
     if input_thr is None:
         raise XnorExportError("no input Thresholding node found (expected FINN's binarisation of the pixels)")
     if not layers:

@@ -8,7 +8,9 @@
 
 Every path is turned into the same named intermediates (``layer{i}.in_bits`` 0/1, ``layer{i}.acc``
 popcount, ``logits``; see ``XnorReference.trace``; conv feature maps NHWC): Brevitas' +1/-1
-activations as bits, its Conv / Linear outputs (the +1/-1 dot product d) as (d + K) / 2. The stage passes only if top-1 agrees for
+activations as bits, its Conv / Linear outputs (the +1/-1 dot product d) as (d + K) / 2; for bit-plane
+layers (multi-bit input, +1/-1 or ternary {-1, 0, +1} weights) the codes value / scale - act_bias and
+the accumulator d / scale. The stage passes only if top-1 agrees for
 every image in all four paths and every integer intermediate is identical; otherwise the report
 names the first differing intermediate in execution order, with the number of images affected.
 
@@ -68,6 +70,12 @@ def brevitas_trace(model, x_uint8: np.ndarray, batch_size: int = 500, layers=Non
     spec = [(1, 0)] * len(quant_layers) if layers is None else [(l.act_bits, l.act_bias) for l in layers]
     with torch.no_grad():
         scales = [float(act.act_quant.scale()) for act in acts]
+        for i, layer in enumerate(quant_layers):  # integer weights: d / scale is the integer accumulator
+            w_scale = layer.quant_weight().scale
+            if not bool(torch.all(w_scale == 1)):
+                raise XnorVerificationError(f"layer{i} ({type(layer).__name__}): weight scale "
+                                            f"{w_scale.flatten()[:3].tolist()} is not 1; the XNOR reference "
+                                            f"needs integer weights (+1/-1 or ternary)")
 
     def keep(name, fn, pre=False):
         def hook(_module, args, out=None):
@@ -208,7 +216,7 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     """
     from models.checkpoint import load_checkpoint
     from models.datasets import load_npz
-    from models.inputs import to_model_input
+    from host.inputs import to_model_input
 
     ref = XnorReference.load(xnor_npz)
     data = load_npz(data_npz, test_subset=test_subset)

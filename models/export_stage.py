@@ -23,7 +23,7 @@ import torch
 
 from models.datasets import load_npz
 from models.export import execute_qonnx, export_qonnx
-from models.inputs import to_model_input
+from host.inputs import to_model_input
 from models.checkpoint import load_checkpoint
 
 

@@ -34,7 +34,7 @@ from models.checkpoint import (
 )
 from models.curves import plot_curves, write_history_csv
 from models.datasets import load_npz
-from models.inputs import to_model_input
+from host.inputs import to_model_input
 from models.topologies import build_model, parse_model_name
 
 STATE_FORMAT = "bnnflow-train-state-v1"

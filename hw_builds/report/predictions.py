@@ -38,7 +38,7 @@ def predict_testset(
     import torch
 
     from models.datasets import load_npz
-    from models.inputs import to_model_input
+    from host.inputs import to_model_input
     from models.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)

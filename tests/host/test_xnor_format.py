@@ -138,3 +138,22 @@ def test_host_xnor_imports_only_numpy() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("field", ["input_shape", "layer_geometry"])
+def test_an_edited_manifest_is_refused_by_its_seal(saved, tmp_path, field: str) -> None:
+    """Array hashes alone would let an edited manifest through (a changed pool kernel or act_bias changes
+    the logits but no array); the manifest carries its own sha256."""
+    path, _ = saved
+
+    def edit(arrays):
+        manifest = json.loads(str(arrays["manifest"]))
+        if field == "input_shape":
+            manifest["input_shape"] = [1, 784]
+        else:
+            manifest["layers"][0]["act_bias"] = -1
+        arrays["manifest"] = np.array(json.dumps(manifest))
+
+    _rewrite(path, edit)
+    with pytest.raises(XnorFormatError, match="manifest fails its sha256 check"):
+        load_xnor_model(path)

@@ -125,3 +125,33 @@ def test_emulation_refuses_settings_that_do_not_fit_the_model(build, tmp_path) -
     io.update(ishape_normal=[[1, 3, 32, 32]], ishape_folded=[[1, 3, 32, 32, 1]], ishape_packed=[[1, 3, 32, 32, 1]])
     with pytest.raises(BackendUnavailable, match="does not match settings.json ishape_normal"):
         EmulatedAccelerator(DriverSettings.from_dict(raw), build["build_dir"] / "intermediate_models" / "step_generate_estimate_reports.onnx")
+
+
+def _parent(ops: list[tuple[str, list[int] | None]]):
+    """A dataflow-parent-like graph: the given (op_type, perm) nodes chained, one of them the partition."""
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    nodes = []
+    for i, (op, perm) in enumerate(ops):
+        attrs = {"perm": perm} if perm is not None else {}
+        nodes.append(helper.make_node(op, [f"t{i}"], [f"t{i + 1}"], name=f"{op}_{i}", **attrs))
+    graph = helper.make_graph(nodes, "parent", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info(f"t{len(ops)}", TensorProto.FLOAT, None)])
+    return ModelWrapper(helper.make_model(graph))
+
+
+def test_only_the_hosts_input_transpose_may_sit_outside_the_partition() -> None:
+    """CNV's parent is [Transpose NCHW->NHWC, partition]: the host's from_nchw does that transpose, so the
+    emulation runs the partition alone (as the board does). Anything else outside is refused, named."""
+    from hw_builds.emulation import check_host_side_of_parent
+
+    sdp = ("StreamingDataflowPartition", None)
+    check_host_side_of_parent(_parent([sdp]), "p.onnx")
+    check_host_side_of_parent(_parent([("Transpose", [0, 2, 3, 1]), sdp]), "p.onnx")
+    for ops in ([("Transpose", [0, 3, 1, 2]), sdp], [sdp, ("Mul", None)], [("Relu", None), sdp],
+                [("Transpose", [0, 2, 3, 1]), ("Transpose", [0, 2, 3, 1]), sdp]):
+        with pytest.raises(BackendUnavailable, match=r"p\.onnx: FINN left .* outside the dataflow partition"):
+            check_host_side_of_parent(_parent(ops), "p.onnx")
+    with pytest.raises(BackendUnavailable, match="expected one dataflow partition, found 0"):
+        check_host_side_of_parent(_parent([("Relu", None)]), "p.onnx")

@@ -138,16 +138,3 @@ def test_w1a2_export_and_bit_exact_agreement_on_every_test_image(exported_w1a2: 
     assert all(r["images_differing"] == 0 for r in streamlined.values())
     assert report["max_abs_logit_diff_vs_xnor"]["finn_hw"] == 0.0
     assert report["accuracy"]["xnor"] > 0.25
-
-
-def test_non_binary_model_is_refused_with_the_node_named(tmp_path: Path) -> None:
-    from hw_builds.xnor_export import XnorExportError, export_xnor
-    from models.export import export_qonnx
-    from models.topologies import build_model
-
-    torch.manual_seed(0)
-    export_qonnx(build_model("tfc_w2a2").eval(), tmp_path / "model.onnx", (1, 1, 28, 28))
-    with pytest.raises(XnorExportError, match=r"node .*(a1|w1a1)"):
-        export_xnor(tmp_path / "model.onnx", tmp_path / "x.npz", "tfc_w2a2", tmp_path / "s.onnx",
-                    tmp_path / "h.onnx")
-    assert not (tmp_path / "x.npz").exists()

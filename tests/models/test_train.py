@@ -41,7 +41,7 @@ def test_outputs_and_metrics(trained_tfc: Path) -> None:
 
 def test_checkpoint_reloads_to_the_same_test_accuracy(trained_tfc: Path, small_mnist: Path) -> None:
     from models.datasets import load_npz
-    from models.inputs import to_model_input
+    from host.inputs import to_model_input
 
     model = load_checkpoint(trained_tfc / "checkpoint.pt")
     assert not model.training

@@ -17,7 +17,7 @@ from hw_builds.report.predictions import PredictionMismatchError, main, predict_
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A randomly initialised TFC-w1a1 checkpoint, a small MNIST-shaped data set, and metrics.json whose
     test accuracy comes from models.train.evaluate (training's own scoring, an independent path)."""
-    from models.inputs import to_model_input
+    from host.inputs import to_model_input
     from models.topologies import build_model
     from models.checkpoint import save_checkpoint
     from models.train import LOSSES, evaluate

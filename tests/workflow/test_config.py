@@ -81,9 +81,11 @@ def test_lint_is_clean() -> None:
 
 
 def test_dry_run_with_models_beyond_the_xnor_reference(tmp_path: Path) -> None:
-    """CNV and 2-bit-weight models stop after the FINN build; `all` must still plan (no XNOR, package, validation)."""
+    """w2a1 (no FINN HW mapping) stops after the FINN build; `all` must still plan (no XNOR, package, validation).
+
+    CNV (packed im2col) and w2a2 (ternary weights) are covered by the XNOR reference: XNOR stages and validation."""
     config = default_config()
-    config.update(models=["tfc_w1a1", "lfc_w2a2", "cnv_w1a1"], boards=["Pynq-Z1", "ZCU104"])
+    config.update(models=["tfc_w1a1", "lfc_w2a1", "cnv_w1a1", "sfc_w2a2"], boards=["Pynq-Z1", "ZCU104"])
     config["data"]["cnv_dataset"] = "mnist"
     path = tmp_path / "wide.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -93,8 +95,10 @@ def test_dry_run_with_models_beyond_the_xnor_reference(tmp_path: Path) -> None:
         capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "results/cnv_w1a1/xnor" not in run.stdout and "results/lfc_w2a2/Pynq-Z1/validation.json" not in run.stdout
-    assert "hw_builds/cnv_w1a1/ZCU104/summary.json" in run.stdout
+    assert "results/lfc_w2a1/xnor" not in run.stdout and "results/lfc_w2a1/Pynq-Z1/validation.json" not in run.stdout
+    assert "hw_builds/lfc_w2a1/ZCU104/summary.json" in run.stdout
+    assert "results/sfc_w2a2/xnor/verify.json" in run.stdout and "results/sfc_w2a2/Pynq-Z1/validation.json" in run.stdout
+    assert "results/cnv_w1a1/xnor/verify.json" in run.stdout and "results/cnv_w1a1/ZCU104/validation.json" in run.stdout
     assert "results/tfc_w1a1/ZCU104/validation.json" in run.stdout
 
 

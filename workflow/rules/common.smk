@@ -23,9 +23,9 @@ def dataset_npz(wildcards) -> str:
     return f"resources/{dataset_of(wildcards.model)}.npz"
 
 
-# The XNOR reference (and so the deployment package and its validation) covers the MLPs with 1-bit
-# weights and 1- or 2-bit activations; CNV and 2-bit-weight models stop after the FINN build (see README).
-XNOR_MODEL_RE = r"(tfc|sfc|lfc)_w1a[12]"
+# The XNOR reference (and so the deployment package and its validation) covers every family (MLPs and CNV)
+# as w1a1, w1a2 and w2a2 (ternary weights); w2a1 has no FINN HW mapping (FINN refuses it) and stops earlier.
+XNOR_MODEL_RE = r"(tfc|sfc|lfc|cnv)_(w1a[12]|w2a2)"
 
 
 def has_xnor_reference(model: str) -> bool:
@@ -33,7 +33,7 @@ def has_xnor_reference(model: str) -> bool:
 
 
 def stage_applies(path: str) -> bool:
-    """Whether the workflow makes this stage output for the model it names (XNOR, validation: w1a1/w1a2 MLPs only)."""
+    """Whether the workflow makes this stage output for the model it names (XNOR, validation: see XNOR_MODEL_RE)."""
     parts = path.split("/")
     model = next((part for part in parts if re.fullmatch(MODEL_RE, part)), None)
     needs_xnor = bool({"xnor", "deploy", "validation.json"} & set(parts))

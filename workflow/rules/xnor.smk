@@ -15,7 +15,7 @@ rule export_xnor:
     benchmark:
         "benchmarks/export_xnor/{model}.tsv"
     wildcard_constraints:
-        model=r"(tfc|sfc|lfc)_w1a[12]",
+        model=XNOR_MODEL_RE,
     conda:
         "../../environment.yml"
     script:
@@ -36,7 +36,7 @@ rule verify_xnor:
     benchmark:
         "benchmarks/verify_xnor/{model}.tsv"
     wildcard_constraints:
-        model=r"(tfc|sfc|lfc)_w1a[12]",
+        model=XNOR_MODEL_RE,
     conda:
         "../../environment.yml"
     params:
