@@ -3,7 +3,8 @@
 Why a manifest: the file travels to the board and is the reference every hardware result is
 checked against, so a truncated copy or a file written by another format version must be refused
 before use, not silently produce wrong labels. Every array is hashed (dtype, shape and bytes) and the
-hashes sit in a JSON manifest stored inside the same ``.npz``.
+hashes sit in a JSON manifest stored inside the same ``.npz``; the manifest, which carries the layer
+geometry and activation offsets, is sealed by its own sha256 (``manifest_sha256``).
 
 Layout (format version 2), layers numbered ``i = 0..L-1`` in execution order:
 

@@ -14,9 +14,9 @@ import pytest
 from report_fixtures import write_tree
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS, BOARDS = ["tfc_w2a2"], ["Pynq-Z1", "ZCU104"]
+MODELS, BOARDS = ["tfc_w2a1"], ["Pynq-Z1", "ZCU104"]
 # Stand-ins for the FINN and validation stages: their outputs are already on disk (never rerun). FINN's
-# summaries must be read; a w2a2 model has no XNOR reference, hence no package and no validation
+# summaries must be read; a w2a1 model has no XNOR reference (FINN has no HW mapping for it), hence no package and no validation
 # (common.smk's stage_applies), so validation must be left out, not fail the DAG.
 SNAKEFILE = f"""
 configfile: "config.yaml"
@@ -54,7 +54,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rule")
     (root / "Snakefile").write_text(SNAKEFILE)
     (root / "config.yaml").write_text(CONFIG)
-    for old in ("resources/mnist.npz", "results/tfc_w2a2/train/checkpoint.pt", "inputs/exists.txt"):
+    for old in ("resources/mnist.npz", "results/tfc_w2a1/train/checkpoint.pt", "inputs/exists.txt"):
         (root / old).parent.mkdir(parents=True, exist_ok=True)
         (root / old).write_bytes(b"older than the predictions; never read")
         os.utime(root / old, (time.time() - 60, time.time() - 60))
@@ -67,12 +67,12 @@ def test_rule_renders_the_report(workdir: Path) -> None:
     assert run.returncode == 0, run.stderr[-4000:]
     assert "predict_testset" not in run.stderr.split("Job stats:")[1].split("total")[0]
     plots = sorted(p.name for p in (workdir / "results/plots").iterdir())
-    assert plots == sorted(["pareto.png", "latency.png", "training_curves_tfc_w2a2.png", "confusion_matrix_tfc_w2a2.png",
-                            "layers_tfc_w2a2_Pynq-Z1.png", "layers_tfc_w2a2_ZCU104.png"])
+    assert plots == sorted(["pareto.png", "latency.png", "training_curves_tfc_w2a1.png", "confusion_matrix_tfc_w2a1.png",
+                            "layers_tfc_w2a1_Pynq-Z1.png", "layers_tfc_w2a1_ZCU104.png"])
     assert (workdir / "results/summary.csv").read_text().count("\n") == 1 + len(BOARDS)
     assert (workdir / "logs/render_report/report.log").is_file()
     html = (workdir / "results/report.html").read_text()
-    assert "results/tfc_w2a2/train/metrics.json" in html and "hw_builds/tfc_w2a2/ZCU104/summary.json" in html
+    assert "results/tfc_w2a1/train/metrics.json" in html and "hw_builds/tfc_w2a1/ZCU104/summary.json" in html
     assert "validation.json" not in html  # on disk, but the workflow cannot make it: not read
     frame = pd.read_csv(workdir / "results/summary.csv")
     assert frame["LUT"].notna().all() and frame["validation_backend"].isna().all()
