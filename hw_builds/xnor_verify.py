@@ -137,36 +137,46 @@ def _layer_taps(model) -> list[tuple[str, str]]:
     return taps
 
 
-def finn_trace(onnx_path: str | Path, x_uint8: np.ndarray, desc: str) -> dict[str, np.ndarray]:
-    """Run a FINN model per sample in python mode; collect the reference's intermediates (see _layer_taps).
+class FinnTracer:
+    """A FINN model prepared once for python execution; :meth:`trace` collects the reference's intermediates.
 
     Activations are FINN's values (code + out_bias / ActVal); verify_xnor subtracts the bias.
     Tensors are flattened per image; conv feature maps are NHWC in both FINN models, like the reference's.
     """
-    from finn.core.onnx_exec import execute_onnx
 
-    from hw_builds.execute import load_model, python_executable, unsanitized_execution
+    def __init__(self, onnx_path: str | Path):
+        from hw_builds.execute import load_model, python_executable
 
-    model = python_executable(load_model(onnx_path))
-    in_name, out_name = model.graph.input[0].name, model.graph.output[0].name
-    in_shape = tuple(model.get_tensor_shape(in_name))
-    names = _layer_taps(model)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in names}
-    parts["logits"] = []
-    # values exactly as FINN computes them (see unsanitized_execution); _exact_int refuses any non-integer
-    with unsanitized_execution():
-        for sample in tqdm(x_uint8, desc=desc, unit="img", mininterval=5.0):
-            ctx = execute_onnx(model, {in_name: sample.astype(np.float32).reshape(in_shape)},
-                               return_full_exec_context=True)
-            for name, tensor in names:  # copies: a view would keep the sample's whole context alive
-                parts[name].append(np.array(ctx[tensor], dtype=np.float32).reshape(-1))
-            parts["logits"].append(np.array(ctx[out_name], dtype=np.float32).reshape(-1))
-            del ctx
-    out = {}
-    for name, chunks in parts.items():
-        arr = np.stack(chunks)
-        out[name] = arr if name == "logits" else _exact_int(arr, f"{onnx_path}: {name}")
-    return out
+        self.path = onnx_path
+        self.model = python_executable(load_model(onnx_path))
+        self.in_name, self.out_name = self.model.graph.input[0].name, self.model.graph.output[0].name
+        self.in_shape = tuple(self.model.get_tensor_shape(self.in_name))
+        self.taps = _layer_taps(self.model)
+
+    def trace(self, x_uint8: np.ndarray, progress=None) -> dict[str, np.ndarray]:
+        """Run the images one by one; ``progress`` (a tqdm bar) advances per image."""
+        from finn.core.onnx_exec import execute_onnx
+
+        from hw_builds.execute import unsanitized_execution
+
+        parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in self.taps}
+        parts["logits"] = []
+        # values exactly as FINN computes them (see unsanitized_execution); _exact_int refuses any non-integer
+        with unsanitized_execution():
+            for sample in x_uint8:
+                ctx = execute_onnx(self.model, {self.in_name: sample.astype(np.float32).reshape(self.in_shape)},
+                                   return_full_exec_context=True)
+                for name, tensor in self.taps:  # copies: a view would keep the sample's whole context alive
+                    parts[name].append(np.array(ctx[tensor], dtype=np.float32).reshape(-1))
+                parts["logits"].append(np.array(ctx[self.out_name], dtype=np.float32).reshape(-1))
+                del ctx
+                if progress is not None:
+                    progress.update(1)
+        out = {}
+        for name, chunks in parts.items():
+            arr = np.stack(chunks)
+            out[name] = arr if name == "logits" else _exact_int(arr, f"{self.path}: {name}")
+        return out
 
 
 def _exact_int(arr: np.ndarray, where: str) -> np.ndarray:
@@ -177,16 +187,46 @@ def _exact_int(arr: np.ndarray, where: str) -> np.ndarray:
     return ints.astype(np.int32)
 
 
+def brevitas_weights(model) -> list[np.ndarray]:
+    """Each quantized Conv / Linear's integer weights, int64 (M, K), conv rows in the reference's (kh, kw, c) order."""
+    import torch
+    from brevitas.nn import QuantConv2d, QuantLinear
+
+    out = []
+    with torch.no_grad():
+        for layer in (m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))):
+            w = _to_numpy(layer.quant_weight())
+            if w.ndim == 4:
+                w = w.transpose(0, 2, 3, 1)  # (M, C, KH, KW) -> (M, KH, KW, C)
+            out.append(np.rint(w.reshape(len(w), -1)).astype(np.int64))
+    return out
+
+
+def mirrored_neurons(layers, weights: list[np.ndarray]) -> dict[str, tuple[int, np.ndarray]]:
+    """``layer{i}.acc`` -> (K or 0, (M,) bool): the neurons whose weights FINN negated against Brevitas'.
+
+    FINN's streamlining moves the sign of a negative batch-norm scale into that neuron's weights
+    (FactorOutMulSignMagnitude, Absorb1BitMulIntoMatMul), so its accumulator is the mirror of the one
+    computed with Brevitas' weights: K - acc for a popcount, -acc for a signed dot product (K = 0).
+    Decided from the weights, not the data, so it holds for every chunk of images alike.
+    """
+    if len(weights) != len(layers):
+        raise XnorVerificationError(f"Brevitas has {len(weights)} quantized layers, the XNOR model {len(layers)}")
+    out = {}
+    for i, (layer, bw) in enumerate(zip(layers, weights)):
+        xw = layer.weights_int().astype(np.int64)
+        mask = np.all(xw == -bw, axis=1) & np.any(xw != 0, axis=1) if xw.shape == bw.shape else np.zeros(
+            len(xw), dtype=bool)
+        out[f"layer{i}.acc"] = (layer.in_features if layer.act_bits == 1 else 0, mask)
+    return out
+
+
 def compare_traces(ref: dict[str, np.ndarray], other: dict[str, np.ndarray],
-                   fan_in: dict[str, int] | None = None) -> list[dict]:
+                   mirror: dict[str, tuple[int, np.ndarray]] | None = None) -> list[dict]:
     """Per intermediate that both paths have: images that differ (logits compared by top-1 only).
 
-    ``fan_in`` (for Brevitas): accumulators named there may be mirrored per neuron (output channel,
-    the last axis; for a conv on every pixel), acc' = K - acc (0 for the signed accumulators of
-    multi-bit layers: acc' = -acc).
-    FINN's streamlining moves the sign of a negative batch-norm scale into that neuron's weights
-    (FactorOutMulSignMagnitude, Absorb1BitMulIntoMatMul), so its popcount is the mirror of the
-    one computed with Brevitas' weights; a neuron must then be mirrored on every image.
+    ``mirror`` (for Brevitas, see :func:`mirrored_neurons`): accumulators named there are mirrored,
+    acc' = K - acc, on the marked neurons (output channels, the last axis; for a conv on every pixel).
     """
     rows = []
     for name in ref:
@@ -196,14 +236,29 @@ def compare_traces(ref: dict[str, np.ndarray], other: dict[str, np.ndarray],
         a = ref[name].astype(np.int64).reshape(n, -1, m)  # (N, pixels or 1, M)
         b = other[name].astype(np.int64).reshape(a.shape)
         row = {"intermediate": name}
-        if fan_in and name in fan_in:
-            mirrored = np.all(a == fan_in[name] - b, axis=(0, 1)) & ~np.all(a == b, axis=(0, 1))  # (M,)
-            b = np.where(mirrored, fan_in[name] - b, b)
-            row["neurons_mirrored"] = int(mirrored.sum())
+        if mirror and name in mirror:
+            k, mask = mirror[name]
+            b = np.where(mask, k - b, b)
+            row["neurons_mirrored"] = int(mask.sum())
         differ = np.any(a != b, axis=(1, 2))
         row.update(images_differing=int(differ.sum()), first_image=int(np.argmax(differ)) if differ.any() else None)
         rows.append(row)
     return rows
+
+
+def _merge_rows(total: dict[str, dict], rows: list[dict], offset: int) -> None:
+    """Add one chunk's compare_traces rows (image indices from ``offset``) into the running totals."""
+    for row in rows:
+        acc = total.setdefault(row["intermediate"], {**row, "images_differing": 0, "first_image": None})
+        acc["images_differing"] += row["images_differing"]
+        if acc["first_image"] is None and row["first_image"] is not None:
+            acc["first_image"] = row["first_image"] + offset
+
+
+# Test images per verification chunk: every path's intermediates of a chunk are held at once (CNV's
+# first-layer accumulators alone are 230 KB per image and path), so the full test set is streamed.
+CHUNK_IMAGES = 250
+PATHS = ("brevitas", "finn_streamlined", "finn_hw")
 
 
 def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: str | Path, hw_onnx: str | Path,
@@ -213,10 +268,11 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
 
     ``test_subset``: first N test images (None = all) for the XNOR reference and Brevitas;
     ``finn_subset``: first N of those also run through the two FINN models (None = all of them).
+    Images go through in chunks of CHUNK_IMAGES; counts and first differing images are over all of them.
     """
+    from host.inputs import to_model_input
     from models.checkpoint import load_checkpoint
     from models.datasets import load_npz
-    from host.inputs import to_model_input
 
     ref = XnorReference.load(xnor_npz)
     data = load_npz(data_npz, test_subset=test_subset)
@@ -224,21 +280,39 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     y = data["y_test"].astype(np.int64)
     n = len(x)
     n_finn = n if finn_subset is None else min(n, finn_subset)
-
     layers = ref.model.layers
-    paths = {"xnor": ref.trace(x), "brevitas": brevitas_trace(load_checkpoint(checkpoint), x, layers=layers)}
-    paths["finn_streamlined"] = finn_trace(streamlined_onnx, x[:n_finn], "FINN streamlined")
-    paths["finn_hw"] = finn_trace(hw_onnx, x[:n_finn], "FINN HW model")
-    for name in ("finn_streamlined", "finn_hw"):  # FINN's activation values -> the reference's codes
-        for i, layer in enumerate(layers):
-            key = f"layer{i}.in_bits"
-            if key in paths[name] and layer.act_bias:
-                paths[name][key] = paths[name][key] - layer.act_bias
+    brevitas = load_checkpoint(checkpoint)
+    mirror = mirrored_neurons(layers, brevitas_weights(brevitas))
+    tracers = {"finn_streamlined": FinnTracer(streamlined_onnx), "finn_hw": FinnTracer(hw_onnx)}
 
-    # the mirror of a neuron whose weights FINN negated: K - acc (popcount), -acc (signed dot product)
-    fan_in = {f"layer{i}.acc": layer.in_features if layer.act_bits == 1 else 0 for i, layer in enumerate(layers)}
-    top1 = {name: np.argmax(t["logits"], axis=1) for name, t in paths.items()}
-    xl = np.sort(paths["xnor"]["logits"], axis=1)
+    totals: dict[str, dict[str, dict]] = {name: {} for name in PATHS}
+    logits: dict[str, list[np.ndarray]] = {name: [] for name in ("xnor", *PATHS)}
+    with tqdm(total=n + 2 * n_finn, desc=f"verify_xnor {model_name}", unit="img", mininterval=5.0) as bar:
+        for lo in range(0, n, CHUNK_IMAGES):
+            xb = x[lo : lo + CHUNK_IMAGES]
+            ref_trace = ref.trace(xb)
+            traces = {"brevitas": brevitas_trace(brevitas, xb, layers=layers)}
+            bar.update(len(xb))
+            m = max(0, min(len(xb), n_finn - lo))
+            for name, tracer in tracers.items() if m else ():
+                traces[name] = trace = tracer.trace(xb[:m], progress=bar)
+                for i, layer in enumerate(layers):  # FINN's activation values -> the reference's codes
+                    if f"layer{i}.in_bits" in trace and layer.act_bias:
+                        trace[f"layer{i}.in_bits"] = trace[f"layer{i}.in_bits"] - layer.act_bias
+            logits["xnor"].append(ref_trace["logits"])
+            for name, trace in traces.items():
+                k = len(trace["logits"])
+                rows = compare_traces({key: v[:k] for key, v in ref_trace.items()}, trace,
+                                      mirror if name == "brevitas" else None)
+                _merge_rows(totals[name], rows, lo)
+                logits[name].append(trace["logits"])
+            del ref_trace, traces
+
+    classes = layers[-1].out_features
+    scores = {name: np.concatenate(parts) if parts else np.zeros((0, classes), np.float32)
+              for name, parts in logits.items()}
+    top1 = {name: np.argmax(s, axis=1) for name, s in scores.items()}
+    xl = np.sort(scores["xnor"], axis=1)
     report: dict = {
         "model": model_name,
         "images": n,
@@ -246,21 +320,18 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
         "xnor_backend": ref.backend,
         "accuracy": {name: float(np.mean(p == y[: len(p)])) for name, p in top1.items()},
         "top1_agree_with_xnor": {},
-        "intermediates": {},
+        "intermediates": {name: list(rows.values()) for name, rows in totals.items()},
         "xnor_ties": int(np.sum(xl[:, -1] == xl[:, -2])),
         "max_abs_logit_diff_vs_xnor": {},
     }
     first_diff = None
-    for name in ("brevitas", "finn_streamlined", "finn_hw"):
+    for name in PATHS:
         m = len(top1[name])
         agree = int(np.sum(top1[name] == top1["xnor"][:m]))
         report["top1_agree_with_xnor"][name] = {"agree": agree, "of": m}
         report["max_abs_logit_diff_vs_xnor"][name] = float(
-            np.max(np.abs(paths[name]["logits"] - paths["xnor"]["logits"][:m]), initial=0.0))
-        ref_part = {k: v[:m] for k, v in paths["xnor"].items()}
-        rows = compare_traces(ref_part, paths[name], fan_in if name == "brevitas" else None)
-        report["intermediates"][name] = rows
-        bad = next((r for r in rows if r["images_differing"]), None)
+            np.max(np.abs(scores[name] - scores["xnor"][:m]), initial=0.0))
+        bad = next((r for r in report["intermediates"][name] if r["images_differing"]), None)
         if first_diff is None and (bad is not None or agree != m):
             first_diff = {"path": name, "intermediate": bad["intermediate"] if bad else "logits (top-1)",
                           "images_differing": bad["images_differing"] if bad else m - agree}

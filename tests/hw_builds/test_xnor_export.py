@@ -138,3 +138,48 @@ def test_w1a2_export_and_bit_exact_agreement_on_every_test_image(exported_w1a2: 
     assert all(r["images_differing"] == 0 for r in streamlined.values())
     assert report["max_abs_logit_diff_vs_xnor"]["finn_hw"] == 0.0
     assert report["accuracy"]["xnor"] > 0.25
+
+
+def test_chunked_verification_reports_what_one_chunk_does(exported: dict[str, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify_xnor streams the test set in chunks (CNV's full traces do not fit in memory): counts, first
+    differing images and mirrored neurons must not depend on the chunk size, FINN subset split included."""
+    import hw_builds.xnor_verify as verify
+
+    model = load_xnor_model(exported["npz"])
+    model.layers[2].weights_packed = model.layers[2].weights_packed.copy()
+    model.layers[2].weights_packed[7, 1] ^= 0x81  # two inputs of neuron 7 in layer 2
+    bad = tmp_path / "xnor_model.npz"
+    save_xnor_model(model, bad)
+    reports = []
+    for chunk in (1000, 7):
+        monkeypatch.setattr(verify, "CHUNK_IMAGES", chunk)
+        with pytest.raises(verify.XnorVerificationError, match=r"first at layer2\.acc") as err:
+            verify.verify_xnor(bad, exported["checkpoint"], exported["streamlined"], exported["hw"], exported["data"],
+                               tmp_path / "verify.json", "tfc_w1a1", test_subset=60, finn_subset=10)
+        reports.append(str(err.value))
+    assert reports[0] == reports[1]
+    monkeypatch.setattr(verify, "CHUNK_IMAGES", 7)
+    good = verify.verify_xnor(exported["npz"], exported["checkpoint"], exported["streamlined"], exported["hw"],
+                              exported["data"], tmp_path / "verify.json", "tfc_w1a1", test_subset=60, finn_subset=10)
+    monkeypatch.setattr(verify, "CHUNK_IMAGES", 1000)
+    whole = verify.verify_xnor(exported["npz"], exported["checkpoint"], exported["streamlined"], exported["hw"],
+                               exported["data"], tmp_path / "verify.json", "tfc_w1a1", test_subset=60, finn_subset=10)
+    assert good == whole and good["passed"]
+
+
+def test_mirrored_neurons_are_read_from_the_weights() -> None:
+    """A neuron whose XNOR weights are the exact negation of Brevitas' is mirrored (K - acc; -acc for a
+    signed accumulator); equal, partly different or all-zero rows are not (LFC-w1a1 has 8/21/23 of them)."""
+    from host.xnor_format import XnorLayer
+    from hw_builds.xnor_verify import mirrored_neurons
+
+    rng = np.random.default_rng(3)
+    brevitas = rng.choice([-1, 1], size=(5, 70))
+    xnor = brevitas.copy()
+    xnor[1] *= -1  # negated by FINN
+    xnor[3] *= -1
+    xnor[3, 0] *= -1  # ...but one weight differs: not a mirror, a real difference
+    layer = XnorLayer(70, 5, np.packbits(xnor > 0, axis=1, bitorder="little"), None)
+    k, mask = mirrored_neurons([layer], [brevitas])["layer0.acc"]
+    assert k == 70 and mask.tolist() == [False, True, False, False, False]
