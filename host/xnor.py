@@ -283,10 +283,9 @@ class XnorReference:
         shape = self._in_shape[i]
         if self._bits[i] != 1:
             return False
-        if self.model.layers[i].conv is not None or len(shape) == 3:  # windows / flattening of packed pixels
-            return shape[-1] % 64 == 0 or (len(shape) == 3 and shape[0] * shape[1] == 1
-                                           and self.model.layers[i].conv is None)
-        return True
+        if len(shape) == 1 or shape[-1] % 64 == 0:  # a vector, or whole words per pixel (packed im2col / flatten)
+            return True
+        return self.model.layers[i].conv is None and shape[0] * shape[1] == 1  # dense on a 1x1 map
 
     # --- activations --------------------------------------------------------------------------
     def _pixels(self, x: np.ndarray) -> np.ndarray:
