@@ -312,8 +312,8 @@ class XnorReference:
         pool = self.model.layers[i - 1].pool if i > 0 else None
         return codes if pool is None else max_pool(codes, pool.kernel, pool.stride)
 
-    def _to_words(self, i: int, codes: np.ndarray) -> np.ndarray:
-        """1-bit codes layer i receives -> packed words, per pixel for a feature map."""
+    def _to_words(self, codes: np.ndarray) -> np.ndarray:
+        """1-bit codes -> packed words, per pixel for a feature map (N, H, W, C)."""
         if codes.ndim == 4:
             n, h, w, c = codes.shape
             return pack_bits(codes.reshape(n * h * w, c)).reshape(n, h, w, words_for(c))
@@ -360,16 +360,21 @@ class XnorReference:
         enc = pack_bits(rows) if self._bits[i] == 1 else pack_planes(rows, self._bits[i])
         return self._shape_out(i, self._dense(i, enc), len(codes))
 
-    def _step(self, i: int, state: tuple[str, np.ndarray]) -> tuple[str, np.ndarray]:
-        """Fast path: layer i's input state ('codes' | 'words', array) -> layer i+1's input state."""
+    def _acc(self, i: int, state: tuple[str, np.ndarray]) -> np.ndarray:
+        """Fast path: layer i's accumulators, shaped, from its input state ('codes' | 'words', array)."""
         kind, a = state
         if not self._packed_route[i]:
-            codes = a if kind == "codes" else self._to_codes(i, a)
-            return "codes", self._codes(i + 1, self._acc_from_codes(i, codes))
-        rows = self._rows(i, a if kind == "words" else self._to_words(i, a))
+            return self._acc_from_codes(i, a if kind == "codes" else self._to_codes(i, a))
+        rows = self._rows(i, a if kind == "words" else self._to_words(a))
+        return self._shape_out(i, self._dense(i, rows), len(a))
+
+    def _step(self, i: int, state: tuple[str, np.ndarray]) -> tuple[str, np.ndarray]:
+        """Fast path: layer i's input state -> layer i+1's; binary to binary stays packed (fused thresholds)."""
+        kind, a = state
+        if not (self._packed_route[i] and self._bits[i + 1] == 1):
+            return "codes", self._codes(i + 1, self._acc(i, state))
+        rows = self._rows(i, a if kind == "words" else self._to_words(a))
         layer = self.model.layers[i]
-        if self._bits[i + 1] != 1:
-            return "codes", self._codes(i + 1, self._shape_out(i, self._dense(i, rows), len(a)))
         if self._kernels is not None:
             out = self._kernels.xnor_popcount_threshold_pack(rows, self._w_t[i], layer.in_features, self._thr1[i + 1])
         else:
@@ -431,12 +436,7 @@ class XnorReference:
             state = self._input_state(self._pixels(xb))
             for i in range(last):
                 state = self._step(i, state)
-            kind, a = state
-            if self._packed_route[last]:
-                rows = self._rows(last, a if kind == "words" else self._to_words(last, a))
-                parts.append(self._dense(last, rows))
-            else:
-                parts.append(self._acc_from_codes(last, a if kind == "codes" else self._to_codes(last, a)))
+            parts.append(self._acc(last, state))
         m = self.model.layers[-1].out_features
         return np.concatenate(parts) if parts else np.zeros((0, m), np.int32)
 

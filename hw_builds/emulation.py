@@ -81,15 +81,14 @@ class EmulatedAccelerator:
         self._odt = DataType[settings.odt.name]
         if settings.idt.name != "UINT8":
             raise BackendUnavailable(f"{settings.idt.name} input: the emulation runs raw uint8 pixels only")
-        top = self.model
-        in_name = top.graph.input[0].name
-        model_in = tuple(top.get_tensor_shape(in_name))
+        in_name = self.model.graph.input[0].name
+        model_in = tuple(self.model.get_tensor_shape(in_name))
         if int(np.prod(model_in)) != int(np.prod(settings.ishape_normal)):
             raise BackendUnavailable(
                 f"{self.model_path}: model input {model_in} does not match settings.json ishape_normal "
                 f"{settings.ishape_normal}"
             )
-        model_dt = top.get_tensor_datatype(in_name)
+        model_dt = self.model.get_tensor_datatype(in_name)
         if model_dt.name != settings.idt.name:
             raise BackendUnavailable(
                 f"{self.model_path}: model input type {model_dt.name} differs from settings.json idt {settings.idt.name}"

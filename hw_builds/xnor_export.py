@@ -180,7 +180,7 @@ def extract_xnor_model(hw_model, input_shape: tuple[int, ...], meta: dict | None
                 window = geom
             continue
         if op in ("Pool", "StreamingMaxPool"):
-            _attach_pool(hw_model, node, layers, pool_window, where)
+            _attach_pool(node, layers, pool_window, where)
             pool_window = None
             continue
         if op in ("LabelSelect", "TopK"):
@@ -266,7 +266,7 @@ def _pair(values) -> tuple[int, int]:
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
-def _attach_pool(hw_model, node, layers: list[XnorLayer], pool_window: ConvGeometry | None, where: str) -> None:
+def _attach_pool(node, layers: list[XnorLayer], pool_window: ConvGeometry | None, where: str) -> None:
     """A max pool (Pool after a depthwise window, or StreamingMaxPool) -> ``pool`` of the last layer."""
     from qonnx.custom_op.registry import getCustomOp
 
