@@ -57,9 +57,13 @@ INJECTIONS = (
     ("step_qonnx_to_finn", "before", "step_annotate_uint8_input"),
     ("step_tidy_up", "after", "step_insert_topk"),
     ("step_convert_to_hw", "after", "step_clip_xnor_thresholds"),
+    # FINN's minimization sizes XNOR accumulators too narrow (hw_builds/accumulators.py): record, then mend
+    ("step_minimize_bit_width_initial", "before", "step_record_reference_thresholds"),
+    ("step_minimize_bit_width_initial", "after", "step_mend_xnor_accumulators_initial"),
     ("step_target_fps_parallelization", "after", "step_repair_auto_folding"),
     ("step_apply_folding_config", "before", "step_check_folding_config"),
     ("step_apply_folding_config", "after", "step_check_folding"),
+    ("step_minimize_bit_width", "after", "step_mend_xnor_accumulators"),
     ("step_generate_estimate_reports", "after", "step_check_fits"),
 )
 # The emulation target's tail: HLS/RTL sources, then driver/settings.json via the Zynq prefix.

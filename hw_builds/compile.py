@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from host.atomic import write_json_atomic
+from hw_builds.accumulators import TYPE_MENDS_PROP, reference_thresholds
 from hw_builds.build_config import HARDWARE_STEPS, BuildSettings, dataflow_config, require_tools_for, step_names
 from hw_builds.custom_steps import (
     FOLDING_REPAIRS_PROP,
@@ -27,6 +28,7 @@ from hw_builds.custom_steps import (
 )
 from hw_builds.execute import FinnExecutionError, load_model
 from hw_builds.finn_env import import_build_steps
+from hw_builds.range_proof import RangeProofError, check_range_proof, proof_summary, range_proof
 from hw_builds.summary import build_summary, write_final_folding
 from hw_builds.verify import VerificationError, check_step, load_golden
 
@@ -35,7 +37,7 @@ from hw_builds.verify import VerificationError, check_step, load_golden
 # stitched-IP rtlsim checks cover them (hardware target only).
 UNVERIFIED_STEPS = frozenset(HARDWARE_STEPS) - {"step_assign_ddr_weight_offsets"}
 # bnnflow's own clean, explicit errors pass through unchanged; anything else is wrapped.
-PASS_THROUGH = (VerificationError, DesignDoesNotFitError, FoldingConfigError, UnsupportedModelError, FinnExecutionError)
+PASS_THROUGH = (VerificationError, RangeProofError, DesignDoesNotFitError, FoldingConfigError, UnsupportedModelError, FinnExecutionError)
 # FINN output folders a rebuild replaces (deploy/ of a later stage is left alone in emulation).
 FINN_OUTPUT_DIRS = ("intermediate_models", "report", "driver", "generated_code", "verification_output", "golden",
                     "bitfile", "stitched_ip")
@@ -187,6 +189,11 @@ def compile_finn(
     _copy_generated_code(model, output_dir)
     hw_model = load_model(intermediate / "step_generate_estimate_reports.onnx")
     write_final_folding(hw_model, output_dir / "report" / "final_folding_config.json")
+    # static range proof of the final dataflow model, types cross-checked against the generated sources
+    proof = proof_summary(range_proof(hw_model, output_dir / "generated_code", reference_thresholds(hw_model)))
+    proof["type_mends"] = json.loads(hw_model.get_metadata_prop(TYPE_MENDS_PROP) or "[]")
+    write_json_atomic(output_dir / "report" / "range_proof.json", proof)
+    check_range_proof(proof["nodes"], where=f"{onnx_path} (table in {output_dir / 'report' / 'range_proof.json'})")
 
     build = {
         "model": model_name or onnx_path.parent.parent.name,
@@ -201,6 +208,7 @@ def compile_finn(
         "build_seconds": round(time.perf_counter() - start, 3),
     }
     summary = build_summary(output_dir, settings.board_spec, build, verified)
+    summary["range_proof"] = proof
     write_json_atomic(output_dir / "report" / "time_per_step.json", seconds)
     write_json_atomic(Path(summary_path) if summary_path else output_dir / "summary.json", summary)
     return summary

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw_builds.accumulators import step_mend_xnor_accumulators, step_record_reference_thresholds
 from hw_builds.boards import RESOURCES, get_board
 from hw_builds.finn_env import import_build_steps
 
@@ -297,11 +298,16 @@ def step_make_zynq_driver(model, cfg):
 def custom_steps(fail_if_not_fits: bool) -> dict[str, Callable]:
     """bnnflow's steps by name, as ``build_config.step_names`` lists them."""
     return {
+        # the same mend after each of FINN's two bit-width minimizations
+        "step_mend_xnor_accumulators_initial": step_mend_xnor_accumulators,
+    } | {
         f.__name__: f
         for f in (
             step_annotate_uint8_input,
             step_insert_topk,
             step_clip_xnor_thresholds,
+            step_record_reference_thresholds,
+            step_mend_xnor_accumulators,
             step_repair_auto_folding,
             step_check_folding_config,
             step_check_folding,
