@@ -152,6 +152,9 @@ def validate_package(
             "differing_images": int(len(differs)),
             "agreement_pct": round(100.0 * (len(x) - len(differs)) / len(x), 4),
             "first_difference": first,
+            # the emulation computes in the accelerator's fixed-width types (hw_builds/typed_exec.py)
+            "arithmetic": getattr(acc, "arithmetic", "the accelerator's own"),
+            "values_overflowing_type": getattr(acc, "wraps", None),
         },
         "accelerator": {"latency": acc_latency, "batch": acc_pass},
         "reference": {

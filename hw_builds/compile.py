@@ -30,12 +30,16 @@ from hw_builds.execute import FinnExecutionError, load_model
 from hw_builds.finn_env import import_build_steps
 from hw_builds.range_proof import RangeProofError, check_range_proof, proof_summary, range_proof
 from hw_builds.summary import build_summary, write_final_folding
+from hw_builds.typed_exec import check_typed
 from hw_builds.verify import VerificationError, check_step, load_golden
 
 # Steps after which the graph is no longer a python-executable dataflow model: the Zynq / Vivado
 # products (step_assign_ddr_weight_offsets only annotates, so it stays verified). FINN's own cppsim /
 # stitched-IP rtlsim checks cover them (hardware target only).
 UNVERIFIED_STEPS = frozenset(HARDWARE_STEPS) - {"step_assign_ddr_weight_offsets"}
+# From this step on the graph carries the hardware's final types: each verified step also runs the
+# type-faithful execution (hw_builds/typed_exec.py), which must agree with Brevitas as well.
+TYPED_FROM_STEP = "step_mend_xnor_accumulators"
 # bnnflow's own clean, explicit errors pass through unchanged; anything else is wrapped.
 PASS_THROUGH = (VerificationError, RangeProofError, DesignDoesNotFitError, FoldingConfigError, UnsupportedModelError, FinnExecutionError)
 # FINN output folders a rebuild replaces (deploy/ of a later stage is left alone in emulation).
@@ -142,6 +146,7 @@ def compile_finn(
     verified: list[dict] = []
     seconds: dict[str, float] = {}
     scores, parent, spans, previous_graph = None, None, True, b""
+    typed_steps = set(names[names.index(TYPED_FROM_STEP):]) if TYPED_FROM_STEP in names else set()
     start = time.perf_counter()
     from rich.progress import Progress
 
@@ -171,6 +176,8 @@ def compile_finn(
             elif name not in UNVERIFIED_STEPS:
                 try:
                     record, scores = check_step(name, model, golden, parent=parent, previous_scores=scores)
+                    if name in typed_steps:
+                        record |= check_typed(name, model, golden, parent=parent)
                 except VerificationError as exc:
                     raise VerificationError(f"{onnx_path}: {exc}; model saved as {intermediate / (name + '.onnx')}") from exc
                 record["seconds"] = seconds[name]

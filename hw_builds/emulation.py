@@ -3,8 +3,10 @@
 Why: CI has no FPGA, but it must still exercise what the board sees: the packing, the folding and
 the I/O layout of ``settings.json``. This backend takes the very bytes the input DMA would read,
 unpacks them with FINN's own ``packed_bytearray_to_finnpy`` (an implementation independent of
-host/packing.py), runs the folded FINN HW model in python execution (``hw_builds.execute``), and
-packs the result with FINN's ``finnpy_to_packed_bytearray`` into the output DMA layout.
+host/packing.py), runs the folded FINN HW model with the arithmetic of its generated types
+(``hw_builds.typed_exec``: accumulators wrap at their width, thresholds compare in their type, outputs
+are sliced; FINN's python execution would compute with unbounded integers), and packs the result with
+FINN's ``finnpy_to_packed_bytearray`` into the output DMA layout.
 
 Latency: FINN's ``dataflow_performance`` analysis of the same model (critical-path and slowest-
 layer cycles) at the configured clock, always reported as an estimate, never as a measurement.
@@ -19,8 +21,9 @@ import numpy as np
 
 from host.accelerator import BackendUnavailable, LatencyEstimate
 from host.packing import DriverSettings
-from hw_builds.execute import FinnExecutionError, execute_model, load_model
+from hw_builds.execute import FinnExecutionError, load_model
 from hw_builds.finn_env import prepare_finn_environment
+from hw_builds.typed_exec import TypedExecutor
 
 # FINN's PYNQ driver (finn_plus_driver.overlays.dma.FINNDMAOverlay) packs with both reversals.
 DRIVER_PACKING = {"reverse_inner": True, "reverse_endian": True}
@@ -64,6 +67,7 @@ class EmulatedAccelerator:
     """The accelerator of a deployment package, executed by FINN in python mode on packed bytes."""
 
     backend = "emulation"
+    arithmetic = "type-faithful (hw_builds/typed_exec.py: the generated code's fixed-width types)"
 
     def __init__(self, settings: DriverSettings, model_path: str | Path, parent_path: str | Path | None = None):
         prepare_finn_environment()
@@ -94,6 +98,12 @@ class EmulatedAccelerator:
                 f"{self.model_path}: model input type {model_dt.name} differs from settings.json idt {settings.idt.name}"
             )
         self._estimate = finn_estimate(self.model, settings.fclk_mhz or 100.0)
+        self._typed = TypedExecutor(self.model, self.model_path)
+
+    @property
+    def wraps(self) -> dict[str, int]:
+        """Node -> images so far on which a value did not fit its type (0 everywhere for a proven build)."""
+        return dict(self._typed.wraps)
 
     @classmethod
     def from_package(cls, package) -> "EmulatedAccelerator":
@@ -111,7 +121,7 @@ class EmulatedAccelerator:
         folded = packed_bytearray_to_finnpy(packed, self._idt, (n, *s.ishape_folded), **DRIVER_PACKING)
         x = np.asarray(folded).reshape(n, *s.ishape_normal).astype(np.uint8)  # UINT8 values, exact
         try:
-            out = execute_model(self.model, x)  # (N, outputs) float32
+            out, _ = self._typed.run(x)  # (N, outputs) int64, computed in the hardware's types
         except FinnExecutionError:
             raise
         except Exception as err:

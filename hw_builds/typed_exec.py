@@ -199,3 +199,24 @@ def typed_execute(model, x_uint8: np.ndarray, parent=None, capture: tuple[str, .
     executor = TypedExecutor(model)
     out, captured = executor.run(x, capture)
     return out, captured, executor.wraps
+
+
+def check_typed(step: str, model, golden, parent=None) -> dict:
+    """Type-faithful top-1 on the golden set against Brevitas; raise VerificationError on any difference.
+
+    Returns the fields added to the step's record in summary.json: ``typed_top1_equal`` and
+    ``typed_wraps`` (node -> golden images on which a value did not fit its type; only nonzero ones).
+    """
+    from hw_builds.verify import VerificationError
+
+    out, _, wraps = typed_execute(model, golden.x, parent=parent)
+    top1 = out[:, 0] if out.shape[1] == 1 else np.argmax(out, axis=1)
+    wrong = np.flatnonzero(top1 != golden.top1)
+    overflowed = {name: k for name, k in wraps.items() if k}
+    if len(wrong):
+        i = wrong[0]
+        raise VerificationError(
+            f"step {step}: type-faithful execution differs from Brevitas on {len(wrong)}/{len(top1)} golden samples "
+            f"(first: test index {golden.indices[i]}, Brevitas class {golden.top1[i]}, hardware types give "
+            f"{top1[i]}); values overflowed their type at {overflowed or 'no node'}")
+    return {"typed_top1_equal": int(len(top1)), "typed_wraps": overflowed}
