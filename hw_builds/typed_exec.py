@@ -179,6 +179,21 @@ class TypedExecutor:
         return out, {name: values[name].reshape(n, -1) for name in capture}
 
 
+def host_side(parent, x: np.ndarray) -> np.ndarray:
+    """Apply what the dataflow parent does before its partition: only the NCHW -> NHWC Transpose is allowed."""
+    if parent is None:
+        return x
+    for node in parent.graph.node:
+        if node.op_type == "StreamingDataflowPartition":
+            break
+        perm = [int(v) for a in node.attribute if a.name == "perm" for v in a.ints]
+        if node.op_type != "Transpose" or perm != [0, 2, 3, 1]:
+            raise TypedExecutionError(f"parent node {node.name} ({node.op_type}) before the partition "
+                                      "is not the input NCHW -> NHWC Transpose")
+        x = x.transpose(0, 2, 3, 1)
+    return x
+
+
 def typed_execute(model, x_uint8: np.ndarray, parent=None, capture: tuple[str, ...] = ()):
     """Type-faithful outputs of a dataflow model on uint8 pixels (N, C, H, W): (N, k) int64, or (out, captured).
 
@@ -186,16 +201,7 @@ def typed_execute(model, x_uint8: np.ndarray, parent=None, capture: tuple[str, .
     NCHW -> NHWC Transpose may precede the partition (what bnnflow's host does); it is applied here.
     Returns ``(outputs, captured, wraps)`` where wraps = {node: images with a value that did not fit}.
     """
-    x = np.asarray(x_uint8)
-    if parent is not None:
-        for node in parent.graph.node:
-            if node.op_type == "StreamingDataflowPartition":
-                break
-            perm = [int(v) for a in node.attribute if a.name == "perm" for v in a.ints]
-            if node.op_type != "Transpose" or perm != [0, 2, 3, 1]:
-                raise TypedExecutionError(f"parent node {node.name} ({node.op_type}) before the partition "
-                                          "is not the input NCHW -> NHWC Transpose")
-            x = x.transpose(0, 2, 3, 1)
+    x = host_side(parent, np.asarray(x_uint8))
     executor = TypedExecutor(model)
     out, captured = executor.run(x, capture)
     return out, captured, executor.wraps
@@ -220,3 +226,51 @@ def check_typed(step: str, model, golden, parent=None) -> dict:
             f"(first: test index {golden.indices[i]}, Brevitas class {golden.top1[i]}, hardware types give "
             f"{top1[i]}); values overflowed their type at {overflowed or 'no node'}")
     return {"typed_top1_equal": int(len(top1)), "typed_wraps": overflowed}
+
+
+class TypedTracer:
+    """The built accelerator's final dataflow model, type-faithfully executed, as a verify_xnor path.
+
+    :meth:`trace` gives the XNOR reference's named intermediates (``layer{i}.in_bits``, ``layer{i}.acc``
+    for layers without fused thresholds; taps as in hw_builds.xnor_verify) and ``logits``: the class
+    scores entering LabelSelect through the reference's output affine (FINN absorbed that affine into
+    LabelSelect, so the scores are what the accelerator compares), and ``label_select``: the index
+    the accelerator returns, checked equal to the first maximum of those scores.
+    """
+
+    def __init__(self, onnx_path: str | Path, parent_path: str | Path | None = None,
+                 output_mul: np.ndarray | None = None, output_add: np.ndarray | None = None):
+        from hw_builds.execute import load_model
+        from hw_builds.xnor_verify import _layer_taps
+
+        self.path = Path(onnx_path)
+        model = load_model(onnx_path)
+        self.parent = load_model(parent_path) if parent_path is not None else None
+        self.executor = TypedExecutor(model, onnx_path)
+        self.taps = _layer_taps(self.executor.model)
+        self.output_mul, self.output_add = output_mul, output_add
+        out = self.executor.model.graph.output[0].name
+        producer = self.executor.model.find_producer(out)
+        if producer is None or base_op(producer.op_type) != "LabelSelect":
+            raise TypedExecutionError(f"{onnx_path}: expected the graph to end in LabelSelect")
+        self.scores_name = producer.input[0]
+
+    @property
+    def wraps(self) -> dict[str, int]:
+        return dict(self.executor.wraps)
+
+    def trace(self, x_uint8: np.ndarray, progress=None) -> dict[str, np.ndarray]:
+        x = host_side(self.parent, np.asarray(x_uint8))
+        names = tuple(t for _, t in self.taps) + (self.scores_name,)
+        out, captured = self.executor.run(x, names)
+        result = {name: captured[tensor].astype(np.int32) for name, tensor in self.taps}
+        scores = captured[self.scores_name]
+        if not np.array_equal(out[:, 0], np.argmax(scores, axis=1)):
+            raise TypedExecutionError(f"{self.path}: LabelSelect's index is not the first maximum of its input")
+        mul = 1.0 if self.output_mul is None else self.output_mul
+        add = 0.0 if self.output_add is None else self.output_add
+        result["logits"] = (scores * mul + add).astype(np.float32)
+        result["label_select"] = out[:, 0]
+        if progress is not None:
+            progress.update(len(x))
+        return result

@@ -246,6 +246,13 @@ def compare_traces(ref: dict[str, np.ndarray], other: dict[str, np.ndarray],
     return rows
 
 
+def typed_tracer(onnx_path, parent_path, xnor_model):
+    """The type-faithful path (hw_builds/typed_exec.TypedTracer) with the reference's output affine."""
+    from hw_builds.typed_exec import TypedTracer
+
+    return TypedTracer(onnx_path, parent_path, xnor_model.output_mul, xnor_model.output_add)
+
+
 def _merge_rows(total: dict[str, dict], rows: list[dict], offset: int) -> None:
     """Add one chunk's compare_traces rows (image indices from ``offset``) into the running totals."""
     for row in rows:
@@ -263,12 +270,16 @@ PATHS = ("brevitas", "finn_streamlined", "finn_hw")
 
 def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: str | Path, hw_onnx: str | Path,
                 data_npz: str | Path, out_json: str | Path, model_name: str,
-                test_subset: int | None = None, finn_subset: int | None = None) -> dict:
+                test_subset: int | None = None, finn_subset: int | None = None,
+                typed_onnx: str | Path | None = None, typed_parent: str | Path | None = None) -> dict:
     """Run the verification; write ``out_json`` if all agree, else print the report and raise.
 
     ``test_subset``: first N test images (None = all) for the XNOR reference and Brevitas;
     ``finn_subset``: first N of those also run through the two FINN models (None = all of them).
     Images go through in chunks of CHUNK_IMAGES; counts and first differing images are over all of them.
+    ``typed_onnx`` (a board build's final dataflow model; ``typed_parent`` its dataflow parent where the
+    partition does not span the network) adds the path ``finn_hw_typed``: that model executed in its
+    generated types (hw_builds/typed_exec.py), on every image.
     """
     from host.inputs import to_model_input
     from models.checkpoint import load_checkpoint
@@ -284,9 +295,11 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     brevitas = load_checkpoint(checkpoint)
     mirror = mirrored_neurons(layers, brevitas_weights(brevitas))
     tracers = {"finn_streamlined": FinnTracer(streamlined_onnx), "finn_hw": FinnTracer(hw_onnx)}
+    typed = None if typed_onnx is None else typed_tracer(typed_onnx, typed_parent, ref.model)
+    paths = PATHS + (("finn_hw_typed",) if typed is not None else ())
 
-    totals: dict[str, dict[str, dict]] = {name: {} for name in PATHS}
-    logits: dict[str, list[np.ndarray]] = {name: [] for name in ("xnor", *PATHS)}
+    totals: dict[str, dict[str, dict]] = {name: {} for name in paths}
+    logits: dict[str, list[np.ndarray]] = {name: [] for name in ("xnor", *paths)}
     with tqdm(total=n + 2 * n_finn, desc=f"verify_xnor {model_name}", unit="img", mininterval=5.0) as bar:
         for lo in range(0, n, CHUNK_IMAGES):
             xb = x[lo : lo + CHUNK_IMAGES]
@@ -294,8 +307,11 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
             traces = {"brevitas": brevitas_trace(brevitas, xb, layers=layers)}
             bar.update(len(xb))
             m = max(0, min(len(xb), n_finn - lo))
-            for name, tracer in tracers.items() if m else ():
-                traces[name] = trace = tracer.trace(xb[:m], progress=bar)
+            runs = [(name, tracer, xb[:m]) for name, tracer in tracers.items() if m]
+            runs += [("finn_hw_typed", typed, xb)] if typed is not None else []
+            for name, tracer, images in runs:
+                traces[name] = trace = tracer.trace(images, progress=bar if name != "finn_hw_typed" else None)
+                trace.pop("label_select", None)
                 for i, layer in enumerate(layers):  # FINN's activation values -> the reference's codes
                     if f"layer{i}.in_bits" in trace and layer.act_bias:
                         trace[f"layer{i}.in_bits"] = trace[f"layer{i}.in_bits"] - layer.act_bias
@@ -325,7 +341,7 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
         "max_abs_logit_diff_vs_xnor": {},
     }
     first_diff = None
-    for name in PATHS:
+    for name in paths:
         m = len(top1[name])
         agree = int(np.sum(top1[name] == top1["xnor"][:m]))
         report["top1_agree_with_xnor"][name] = {"agree": agree, "of": m}
@@ -338,6 +354,9 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     all_agree = np.all([top1[p] == top1["xnor"][:n_finn] for p in ("finn_streamlined", "finn_hw")], axis=0)
     all_agree &= top1["brevitas"][:n_finn] == top1["xnor"][:n_finn]
     report["top1_all_four_agree"] = {"agree": int(all_agree.sum()), "of": n_finn}
+    if typed is not None:
+        report["type_faithful"] = {"model": str(typed_onnx), **report["top1_agree_with_xnor"]["finn_hw_typed"],
+                                   "values_overflowing_type": typed.wraps}
     report["first_difference"] = first_diff
     report["passed"] = first_diff is None
     if first_diff is not None:  # no output file on failure: the report goes to the log instead

@@ -96,6 +96,7 @@ def test_finn_build_verified_every_step(pipeline_run: Path) -> None:
     assert summary["verified_steps"][-1] == "step_make_zynq_driver"
     assert {"step_streamline", "step_convert_to_hw", "step_specialize_layers", "step_hw_codegen"} <= set(summary["verified_steps"])
     assert summary["estimate"]["throughput_fps"] > 0 and summary["estimate"]["latency_cycles"] > 0
+    assert summary["range_proof"]["all_fit"] and all(r["fits"] for r in summary["range_proof"]["nodes"])
     io = read_json(build / "driver" / "settings.json")["driver_information"]["io_shape_dict"]
     assert io["idma_names"] == ["idma0"] and io["odma_names"] == ["odma0"]
     assert io["idt"] == ["DataType['UINT8']"] and io["ishape_normal"] == [[1, 1, 28, 28]]
@@ -105,12 +106,16 @@ def test_xnor_reference_agrees_with_brevitas_and_finn(pipeline_run: Path) -> Non
     verify = read_json(pipeline_run / "results" / MODEL / "xnor" / "verify.json")
     assert verify["passed"] and verify["first_difference"] is None
     assert verify["images"] == merged_config()["data"]["test_subset"] == verify["images_finn"]
+    typed = verify["type_faithful"]  # the built accelerator's model in its generated types, every image
+    assert typed["agree"] == typed["of"] == verify["images"] and not any(typed["values_overflowing_type"].values())
 
 
 def test_validation_on_emulated_accelerator(pipeline_run: Path) -> None:
     validation = read_json(pipeline_run / "results" / MODEL / BOARD / "validation.json")
     assert validation["backend"] == "emulation" and validation["images"] == 1000
     assert validation["agreement"]["exact"] and validation["agreement"]["differing_images"] == 0
+    assert validation["agreement"]["arithmetic"].startswith("type-faithful")
+    assert not any(validation["agreement"]["values_overflowing_type"].values())
     assert validation["accelerator"]["latency"]["kind"] == "estimate"
     assert {b["status"] for b in validation["budgets"].values()} <= {"pass", "fail", "not_measured"}
     manifest = read_json(pipeline_run / "hw_builds" / MODEL / BOARD / "deploy" / "manifest.json")

@@ -29,6 +29,8 @@ rule verify_xnor:
         hw="results/{model}/xnor/hw.onnx",
         checkpoint="results/{model}/train/checkpoint.pt",
         dataset=dataset_npz,
+        # the first board's build: its final dataflow model runs in its generated types (hw_builds/typed_exec.py)
+        build=lambda w: f"hw_builds/{w.model}/{config['boards'][0]}/summary.json",
     output:
         report("results/{model}/xnor/verify.json", category="XNOR reference", labels={"model": "{model}", "file": "verify"}),
     log:
