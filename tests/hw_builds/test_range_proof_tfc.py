@@ -3,8 +3,10 @@
 A few layer-0 neurons get one balanced weight row (392 x +1, 392 x -1) and a batch-norm that fires
 them exactly when their popcount reaches 600 (d = 2p - 784 > 415.5), one more a bias that never
 fires it (threshold above K). finn-plus 1.6.1 gives layer 0 (K = 784) an INT10 accumulator and
-clips the thresholds to 512; a crafted image whose bits agree with such a row on 600 to 784 positions
-fires the neuron in Brevitas, while INT10 wraps its popcount to a negative number.
+clips the thresholds to 512 (its threshold type becomes INT11); a crafted image whose bits agree with such a row on 600 to 784 positions
+fires the crafted neurons in Brevitas, and the never-firing neuron too under FINN's clipped threshold of 512.
+(Where FINN keeps the thresholds below 512, as in the trained TFC-w1a1, the threshold type is INT10 and the
+popcount itself wraps; the layer-level property test covers that case.)
 """
 
 from __future__ import annotations
@@ -49,19 +51,22 @@ def crafted_build(tmp_path_factory: pytest.TempPathFactory):
     return model, out, summary
 
 
-def crafted_images(final_model, n: int = 30) -> np.ndarray:
-    """(n, 1, 28, 28) uint8: bits equal to a crafted neuron's weight bits on 600..784 positions."""
+def crafted_images(final_model, n: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images (n, 1, 28, 28) uint8, target neuron (n,), agreement (n,)): bits equal to the target neuron's
+    weight bits on 512..784 positions (targets cycle through the crafted and the never-firing neurons)."""
     from hw_builds.range_proof import base_op
 
     mvau = next(node for node in final_model.graph.node if base_op(node.op_type) == "MVAU")
     w = final_model.get_initializer(mvau.input[1])  # (784, 64) bits
     rng = np.random.default_rng(0)
+    targets = np.array([(*CRAFTED, NEVER)[i % (len(CRAFTED) + 1)] for i in range(n)])
+    agreements = rng.integers(512, 785, n)
     out = []
-    for i in range(n):
-        col = w[:, CRAFTED[i % len(CRAFTED)]].astype(np.uint8)
-        agree = rng.permutation(784) < rng.integers(600, 785)
+    for target, k in zip(targets, agreements):
+        col = w[:, target].astype(np.uint8)
+        agree = rng.permutation(784) < k
         out.append((np.where(agree, col, 1 - col) * 255).astype(np.uint8).reshape(1, 28, 28))
-    return np.stack(out)
+    return np.stack(out), targets, agreements
 
 
 def test_bnnflow_build_proves_every_node(crafted_build):
@@ -88,26 +93,40 @@ def test_proof_rejects_finns_unmended_types(crafted_build):
 
     _, out, _ = crafted_build
     finn = load_model(out / "intermediate_models" / "step_minimize_bit_width.onnx")
-    with pytest.raises(RangeProofError, match=r"MVAU_hls_0 \(MVAU_hls, K=784, accumulator \[0, 784\] in INT10"):
+    # the clipped threshold 512 makes FINN's threshold type INT11, which holds the popcount; FINN's accDataType
+    # (INT10) does not, the clipped thresholds change the output, and the K = 64 layers' INT7 cannot hold 64
+    with pytest.raises(RangeProofError, match=r"MVAU_hls_0 \(MVAU_hls, K=784, accumulator \[0, 784\] in INT1\d.*"
+                                              r"does not fit accDataType INT10; thresholds of 5 neurons"):
         check_range_proof(range_proof(finn, reference_thresholds=reference_thresholds(finn)))
     rows = {r["node"]: r for r in range_proof(finn, reference_thresholds=reference_thresholds(finn))}
     assert rows["MVAU_hls_0"]["thresholds"]["equivalent_to_reference"] is False  # 600 and 785 clipped to 512
+    for node in ("MVAU_hls_1", "MVAU_hls_2", "MVAU_hls_3"):
+        assert not rows[node]["accumulator_fits"] and rows[node]["accumulator_type"] in ("INT7", "INT8")
+    assert rows["MVAU_hls_3"]["output_type"] == "INT7" and not rows["LabelSelect_hls_0"]["fits"]
 
 
 def test_typed_execution_disagrees_under_finns_types_and_agrees_after_the_mend(crafted_build):
+    """Layer 0's activations against Brevitas' (an independent path: hooks on the PyTorch model), then top-1."""
     from hw_builds.execute import load_model
     from hw_builds.typed_exec import typed_execute
+    from hw_builds.xnor_verify import brevitas_trace
 
     model, out, _ = crafted_build
     inter = out / "intermediate_models"
     mended = load_model(inter / "step_mend_xnor_accumulators.onnx")
     finn = load_model(inter / "step_minimize_bit_width.onnx")
-    x = crafted_images(mended)
-    with torch.no_grad():
-        brevitas = model(torch.from_numpy(x.astype(np.float32))).argmax(dim=1).numpy()
-    unmended_out, _, unmended_wraps = typed_execute(finn, x)
-    mended_out, _, mended_wraps = typed_execute(mended, x)
-    assert unmended_wraps["MVAU_hls_0"] == len(x)  # every crafted popcount (>= 600) wraps in INT10
-    assert int(np.sum(unmended_out[:, 0] != brevitas)) > 0
+    x, targets, agreements = crafted_images(mended)
+    reference = brevitas_trace(model, x)
+    bits = reference["layer1.in_bits"]  # (N, 64) layer 0's sign outputs as 0/1
+    top1 = np.argmax(reference["logits"], axis=1)
+    layer0 = [n.output[0] for n in mended.graph.node if n.name == "MVAU_hls_0"]
+    unmended_out, unmended_cap, _ = typed_execute(finn, x, capture=tuple(layer0))
+    mended_out, mended_cap, mended_wraps = typed_execute(mended, x, capture=tuple(layer0))
+    differ = np.any(unmended_cap[layer0[0]] != bits, axis=1)
+    # FINN's clipped threshold 512 fires the never-firing neuron on its images, and a crafted neuron (600)
+    # on images agreeing with it on 512..599 positions
+    expected = (targets == NEVER) | (agreements < 600)
+    assert expected.sum() >= 10 and differ[expected].all(), (int(expected.sum()), int(differ.sum()))
+    np.testing.assert_array_equal(mended_cap[layer0[0]], bits)  # bnnflow's types: every activation as Brevitas'
+    np.testing.assert_array_equal(mended_out[:, 0], top1)
     assert not any(mended_wraps.values())
-    np.testing.assert_array_equal(mended_out[:, 0], brevitas)
