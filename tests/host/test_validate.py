@@ -28,7 +28,8 @@ def test_exact_agreement_and_final_partial_batch(tmp_path) -> None:
     assert acc.batch_sizes == [10, 10, 10, 7]  # 37 images in batches of 10: the last one partial
     assert report["images"] == 37
     assert report["agreement"] == {"exact": True, "matching_images": 37, "differing_images": 0,
-                                   "agreement_pct": 100.0, "first_difference": None}
+                                   "agreement_pct": 100.0, "first_difference": None,
+                                   "arithmetic": "the accelerator's own", "values_overflowing_type": None}
     assert report["accelerator"]["batch"]["batches"] == 4
     assert report["reference"]["batch"]["images"] == 37
     lat = report["reference"]["latency"]
