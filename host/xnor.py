@@ -29,6 +29,11 @@ operands, so they never count as a mismatch and acc = K - popcount(x XOR w).
 Two backends compute the same integers: ``numpy`` (everywhere, numpy 1.21+; ``np.bitwise_count`` on
 numpy >= 2, a 16-bit lookup table before) and ``numba`` (an optional compiled kernel, see
 ``host/xnor_numba.py``; used when numba imports, else the numpy path). Only numpy is imported here.
+
+This module is the engine (:class:`XnorReference`); the arithmetic of each layer kind lives beside it
+and is re-exported here: ``host/xnor_bits.py`` (packing, popcount, thresholds), ``xnor_dense.py``
+(XNOR popcount), ``xnor_bitplane.py`` (multi-bit activations), ``xnor_ternary.py`` (ternary weights)
+and ``xnor_conv.py`` (im2col, max pooling).
 """
 
 from __future__ import annotations
@@ -38,172 +43,16 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from host.xnor_bitplane import bitplane_dot_numpy
+from host.xnor_bits import bytes_to_words, pack_bits, pack_planes, popcount, threshold_count, unpack_bits, words_for
+from host.xnor_conv import im2col, max_pool
+from host.xnor_dense import xnor_popcount_numpy
 from host.xnor_format import XnorModel, load_xnor_model, validate_model
+from host.xnor_ternary import ternary_dot_numpy
 
-# np.bitwise_count exists from numpy 2.0 on; the board image has numpy 1.x, hence the table fallback.
-_BITWISE_COUNT = getattr(np, "bitwise_count", None)
-_POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
-
-# Cap on the temporary (n, M, W) XOR block of the numpy path, in uint64 words (32 MiB).
-_NUMPY_BLOCK_WORDS = 1 << 22
-
-
-def popcount(words: np.ndarray, use_table: bool | None = None) -> np.ndarray:
-    """Per-element popcount of a uint64 array as uint8; ``use_table`` forces (True) or forbids the table."""
-    words = np.ascontiguousarray(words, dtype=np.uint64)
-    if use_table is None:
-        use_table = _BITWISE_COUNT is None
-    if not use_table:
-        if _BITWISE_COUNT is None:
-            raise RuntimeError(f"numpy {np.__version__} has no bitwise_count; use the table fallback")
-        return _BITWISE_COUNT(words)
-    halves = words.view(np.uint16).reshape(words.shape + (4,))  # (..., 4) 16-bit pieces
-    return _POPCOUNT16[halves].sum(axis=-1, dtype=np.uint8)
-
-
-def words_for(k: int) -> int:
-    """Number of uint64 words that hold k bits."""
-    return (k + 63) // 64
-
-
-def pack_bits(bits: np.ndarray) -> np.ndarray:
-    """(N, K) 0/1 -> (N, ceil(K/64)) little-endian uint64 words; bit j of the row is bit j%64 of word j//64."""
-    bits = np.asarray(bits)
-    k = bits.shape[1]
-    packed = np.packbits(bits.astype(bool), axis=1, bitorder="little")  # (N, ceil(K/8)) uint8
-    return bytes_to_words(packed, k)
-
-
-def bytes_to_words(packed: np.ndarray, k: int) -> np.ndarray:
-    """(N, ceil(K/8)) uint8 little-bit-order rows -> (N, ceil(K/64)) uint64 words (zero padded)."""
-    n = packed.shape[0]
-    out = np.zeros((n, words_for(k) * 8), dtype=np.uint8)
-    out[:, : packed.shape[1]] = packed
-    return out.view("<u8").astype(np.uint64, copy=False)
-
-
-def unpack_bits(words: np.ndarray, k: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: (N, W) uint64 -> (N, K) uint8 0/1."""
-    as_bytes = np.ascontiguousarray(words).astype("<u8", copy=False).view(np.uint8)
-    return np.unpackbits(as_bytes, axis=1, count=k, bitorder="little")
-
-
-def xnor_popcount_numpy(x_words: np.ndarray, w_words: np.ndarray, k: int, use_table: bool | None = None) -> np.ndarray:
-    """acc[n, m] = #positions where x bit == w bit, over the k real bits; int32 (N, M)."""
-    n, w = x_words.shape
-    m = w_words.shape[0]
-    acc = np.empty((n, m), dtype=np.int32)
-    step = max(1, _NUMPY_BLOCK_WORDS // max(1, m * w))
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        diff = x_words[lo:hi, None, :] ^ w_words[None, :, :]  # (n, M, W)
-        acc[lo:hi] = k - popcount(diff, use_table).sum(axis=-1, dtype=np.int32)
-    return acc
-
-
-def bitplane_dot_numpy(planes: np.ndarray, w_words: np.ndarray, k: int, act_bias: int = 0,
-                       use_table: bool | None = None) -> np.ndarray:
-    """Signed dot products of multi-bit activations with +1/-1 weights, int32 (N, M), from bit planes.
-
-    ``planes`` (P, N, W): bit plane j of the activation codes c (c = sum_j 2**j b_j), packed like
-    :func:`pack_bits`; ``w_words`` (M, W): bit 1 = weight +1. The activation value is c + act_bias:
-
-        sum_i w_i (c_i + act_bias) = sum_j 2**j (2 popcount(b_j AND w+) - popcount(b_j))
-                                     + act_bias (2 popcount(w+) - k)
-
-    all in integers, what FINN's MVAU (binaryXnorMode=0) with bipolar weights computes.
-    """
-    p, n, w = planes.shape
-    m = w_words.shape[0]
-    w_pos = popcount(w_words, use_table).sum(axis=-1, dtype=np.int64)  # (M,)
-    acc = np.empty((n, m), dtype=np.int64)
-    step = max(1, _NUMPY_BLOCK_WORDS // max(1, m * w))
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        total = np.zeros((hi - lo, m), dtype=np.int64)
-        for j in range(p):
-            both = popcount(planes[j, lo:hi, None, :] & w_words[None, :, :], use_table).sum(axis=-1, dtype=np.int64)
-            ones = popcount(planes[j, lo:hi], use_table).sum(axis=-1, dtype=np.int64)  # (n,)
-            total += (2 * both - ones[:, None]) << j
-        acc[lo:hi] = total + act_bias * (2 * w_pos[None, :] - k)
-    return acc.astype(np.int32)
-
-
-def ternary_dot_numpy(planes: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray, act_bias: int = 0,
-                      use_table: bool | None = None) -> np.ndarray:
-    """Signed dot products of multi-bit activations with ternary {-1, 0, +1} weights, int32 (N, M).
-
-    ``planes`` (P, N, W) as in :func:`bitplane_dot_numpy`; ``w_pos`` / ``w_neg`` (M, W): the +1 and -1
-    masks (a zero weight has neither bit). With value c + act_bias and c = sum_j 2**j b_j:
-
-        sum_i w_i (c_i + act_bias) = sum_j 2**j (popcount(b_j AND w+) - popcount(b_j AND w-))
-                                     + act_bias (popcount(w+) - popcount(w-))
-
-    what FINN's MVAU (binaryXnorMode=0) with INT2 weights computes. Unlike the +1/-1 case no K appears:
-    a position outside both masks (a zero weight, or padding) contributes nothing.
-    """
-    p, n, w = planes.shape
-    m = w_pos.shape[0]
-    w_sum = (popcount(w_pos, use_table).sum(axis=-1, dtype=np.int64)
-             - popcount(w_neg, use_table).sum(axis=-1, dtype=np.int64))  # (M,)
-    acc = np.empty((n, m), dtype=np.int64)
-    step = max(1, _NUMPY_BLOCK_WORDS // max(1, 2 * m * w))
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        total = np.zeros((hi - lo, m), dtype=np.int64)
-        for j in range(p):
-            plane = planes[j, lo:hi, None, :]
-            pos = popcount(plane & w_pos[None, :, :], use_table).sum(axis=-1, dtype=np.int64)
-            neg = popcount(plane & w_neg[None, :, :], use_table).sum(axis=-1, dtype=np.int64)
-            total += (pos - neg) << j
-        acc[lo:hi] = total + act_bias * w_sum[None, :]
-    return acc.astype(np.int32)
-
-
-def pack_planes(codes: np.ndarray, bits: int) -> np.ndarray:
-    """(N, K) non-negative integer codes -> (bits, N, ceil(K/64)) packed bit planes, plane j = bit j."""
-    codes = np.asarray(codes)
-    return np.stack([pack_bits((codes >> j) & 1) for j in range(bits)])
-
-
-def threshold_count(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """FINN MultiThreshold without scale/bias: the number of thresholds t with value >= t, int32 (..., C).
-
-    ``thresholds`` is (C or 1, T): one row per channel (the last axis of ``values``) or one row for all.
-    """
-    cmp = values[..., None] >= thresholds  # (..., C, T)
-    return np.count_nonzero(cmp, axis=-1).astype(np.int32)
-
-
-def im2col(a: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """(N, H, W, D) -> (N, OH, OW, KH*KW*D): every valid window, read (kh, kw, d) with d fastest.
-
-    FINN's Im2Col / ConvolutionInputGenerator order. ``a`` may hold codes (D = channels) or packed
-    words (D = words per pixel): when a pixel's channels fill whole words, the packed window is the
-    packed im2col row, so binary layers never unpack (``XnorReference`` uses that).
-    """
-    n, h, w, d = a.shape
-    (kh, kw), (sh, sw) = kernel, stride
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-    cols = np.empty((n, oh, ow, kh, kw, d), dtype=a.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, :, i, j, :] = a[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
-    return cols.reshape(n, oh, ow, kh * kw * d)
-
-
-def max_pool(a: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], packed: bool = False) -> np.ndarray:
-    """Max pooling of (N, H, W, D) codes, no padding, floor mode; on packed bits (``packed``) it is OR."""
-    n, h, w, d = a.shape
-    (kh, kw), (sh, sw) = kernel, stride
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-    op = np.bitwise_or if packed else np.maximum
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            part = a[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
-            out = part.copy() if out is None else op(out, part, out=out)
-    return out
+__all__ = ["XnorReference", "available_backends", "bitplane_dot_numpy", "bytes_to_words", "im2col", "max_pool",
+           "pack_bits", "pack_planes", "popcount", "ternary_dot_numpy", "threshold_count", "unpack_bits",
+           "words_for", "xnor_popcount_numpy"]
 
 
 def _numba_module():

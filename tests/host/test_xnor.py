@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import host.xnor as xnor
+import host.xnor_bits as xnor_bits
 from host.xnor import XnorReference, pack_bits, popcount, unpack_bits
 from host.xnor_format import XnorModel
 from host.xnor_random import MLP_WIDTHS, random_xnor_model
@@ -109,7 +110,7 @@ def test_popcount_table_and_bitwise_count_agree_with_python() -> None:
 
 def test_forced_table_fallback_when_numpy_lacks_bitwise_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """What numpy 1.x on the board does: no np.bitwise_count, so the table is used automatically."""
-    monkeypatch.setattr(xnor, "_BITWISE_COUNT", None)
+    monkeypatch.setattr(xnor_bits, "_BITWISE_COUNT", None)  # popcount reads it from host.xnor_bits
     words = np.array([[2**64 - 1, 3]], dtype=np.uint64)
     np.testing.assert_array_equal(popcount(words), [[64, 2]])
     with pytest.raises(RuntimeError, match="bitwise_count"):

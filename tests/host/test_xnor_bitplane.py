@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import host.xnor as xnor
+import host.xnor_bits as xnor_bits
 from host.xnor import XnorReference, bitplane_dot_numpy, pack_planes
 from host.xnor_format import FORMAT_VERSION, XnorLayer, XnorFormatError, XnorModel, load_xnor_model, save_xnor_model
 
@@ -125,7 +126,7 @@ def test_engine_matches_integer_network(backend: str, net) -> None:
 
 def test_forced_table_fallback_on_a2_net(monkeypatch: pytest.MonkeyPatch) -> None:
     """numpy 1.x on the board: no np.bitwise_count, the table serves the bit-plane layers too."""
-    monkeypatch.setattr(xnor, "_BITWISE_COUNT", None)
+    monkeypatch.setattr(xnor_bits, "_BITWISE_COUNT", None)  # popcount reads it from host.xnor_bits
     rng = np.random.default_rng(7)
     model = random_a2_model([784, 64, 64, 64, 10], [2, 2, 2, 2], rng, per_channel=True)
     x = rng.integers(0, 256, size=(25, 784), dtype=np.uint8)

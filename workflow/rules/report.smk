@@ -1,8 +1,8 @@
 # Report stage: plots, results/summary.csv and one self-contained results/report.html across every model and
-# board (logic in hw_builds/report/). Include this file after every other stage: it reads what they produce;
+# board (logic in reporting/). Include this file after every other stage: it reads what they produce;
 # a stage the workflow does not make for a model (common.smk's stage_applies: no XNOR reference for a w2a1
 # model, so no deployment package and no validation) shows as n/a instead of failing the report.
-from hw_builds.report.layout import plot_outputs, report_input_files
+from reporting.layout import plot_outputs, report_input_files
 
 
 rule predict_testset:

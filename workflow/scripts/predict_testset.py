@@ -1,10 +1,10 @@
-"""Snakemake script: the checkpoint's predictions on the test set, for the confusion matrix (logic in hw_builds.report.predictions)."""
+"""Snakemake script: the checkpoint's predictions on the test set, for the confusion matrix (logic in models.predict)."""
 
 import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
-from hw_builds.report.predictions import predict_testset  # noqa: E402
+from models.predict import predict_testset  # noqa: E402
 
 figures = predict_testset(
     checkpoint=snakemake.input.checkpoint,  # noqa: F821

@@ -1,11 +1,11 @@
-"""Snakemake script: plots, summary.csv and report.html from the stage outputs (logic in hw_builds.report.render)."""
+"""Snakemake script: plots, summary.csv and report.html from the stage outputs (logic in reporting.render)."""
 
 import sys
 from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
-from hw_builds.report.render import render_report  # noqa: E402
+from reporting.render import render_report  # noqa: E402
 
 render_report(
     files=list(snakemake.input),  # noqa: F821

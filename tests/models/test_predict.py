@@ -10,7 +10,7 @@ import pytest
 
 import torch  # noqa: E402 - the torch world, installed in bnnflow's .venv
 
-from hw_builds.report.predictions import PredictionMismatchError, main, predict_testset  # noqa: E402
+from models.predict import PredictionMismatchError, main, predict_testset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from host.atomic import write_text_atomic
-from hw_builds.report import plots
-from hw_builds.report.html import render_html
-from hw_builds.report.inputs import load_inputs, pick
-from hw_builds.report.layout import plot_files
-from hw_builds.report.references import throughput_references
-from hw_builds.report.summary import summary_frame, write_csv
+from reporting import plots
+from reporting.html import render_html
+from reporting.inputs import load_inputs, pick
+from reporting.layout import plot_files
+from reporting.references import throughput_references
+from reporting.summary import summary_frame, write_csv
 
 
 def render_report(
@@ -29,7 +29,7 @@ def render_report(
     plots_dir: str | Path,
     progress: bool = True,
 ) -> dict:
-    """Read ``files`` (stage outputs, see hw_builds.report.inputs), draw, tabulate, write; return a digest."""
+    """Read ``files`` (stage outputs, see reporting.inputs), draw, tabulate, write; return a digest."""
     if not models or not boards:
         raise ValueError("the report needs at least one model and one board")
     inputs = load_inputs(files, models, boards)

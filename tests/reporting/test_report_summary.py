@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 from report_fixtures import TFC_LAYERS, write_tree
 
-from hw_builds.report.inputs import discover, load_inputs
-from hw_builds.report.references import reference_accuracy, reference_throughput
-from hw_builds.report.summary import COLUMNS, format_value, summary_frame, write_csv
+from reporting.inputs import discover, load_inputs
+from reporting.references import reference_accuracy, reference_throughput
+from reporting.summary import COLUMNS, format_value, summary_frame, write_csv
 
 MODELS, BOARDS = ["tfc_w1a1", "sfc_w1a1"], ["Pynq-Z1", "ZCU104"]
 

@@ -1,4 +1,4 @@
-"""Test-set predictions of the trained Brevitas model, for the confusion matrix (the report's torch step).
+"""Test-set predictions of the trained Brevitas model, for the report's confusion matrix.
 
 No earlier stage keeps per-image predictions (training keeps only the accuracy), so this runs the
 checkpoint over the same test images training scored, and refuses to write anything unless its
@@ -6,8 +6,9 @@ accuracy equals metrics.json's ``test_accuracy`` (up to images whose two best lo
 summation order may break either way): two passes over the same model and data must agree, or the
 checkpoint, data set or subset is not the one the report claims.
 
-Run by the predict_testset rule as ``python -m hw_builds.report.predictions ...``; torch is imported
-inside the function so that the rest of hw_builds.report stays torch-free.
+Run by the predict_testset rule (or as ``python -m models.predict ...``); its output,
+``results/{model}/report/test_predictions.npz``, is a stage output the report reads like any other,
+so the report itself never imports torch or this module.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def predict_testset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hw_builds.report.predictions", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", required=True, help="prepared data set .npz (resources/<dataset>.npz)")
     p.add_argument("--metrics", required=True, help="the training stage's metrics.json (its test_accuracy is checked)")

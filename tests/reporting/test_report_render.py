@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from report_fixtures import write_tree
 
-from hw_builds.report.inputs import ReportInputError, discover
-from hw_builds.report.layout import plot_files
-from hw_builds.report.render import render_report
+from reporting.inputs import ReportInputError, discover
+from reporting.layout import plot_files
+from reporting.render import render_report
 
 MODELS, BOARDS = ["tfc_w1a1", "sfc_w1a1"], ["Pynq-Z1", "ZCU104"]
 
@@ -65,8 +65,8 @@ def test_rendering_imports_no_torch(tmp_path: Path) -> None:
     write_tree(tmp_path, MODELS, BOARDS)
     code = (
         "import sys\n"
-        "from hw_builds.report.inputs import discover\n"
-        "from hw_builds.report.render import render_report\n"
+        "from reporting.inputs import discover\n"
+        "from reporting.render import render_report\n"
         f"root = {str(tmp_path)!r}\n"
         f"render_report(discover(root, {MODELS!r}, {BOARDS!r}), {MODELS!r}, {BOARDS!r}, root + '/r.html', root + '/s.csv',"
         " root + '/p', progress=False)\n"

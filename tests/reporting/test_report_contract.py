@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from report_fixtures import write_build, write_training
 
-from hw_builds.report.inputs import discover, load_inputs
-from hw_builds.report.summary import summary_frame
+from reporting.inputs import discover, load_inputs
+from reporting.summary import summary_frame
 
 REPO = Path(__file__).resolve().parents[2]
 # driver/settings.json as finn-plus 1.6.1 wrote it for a TFC-w1a1 Pynq-Z1 build (UINT8 pixels, SIMD 1, class index out).

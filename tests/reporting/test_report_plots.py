@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from report_fixtures import write_tree
 
-from hw_builds.report import plots
-from hw_builds.report.inputs import discover, load_inputs
-from hw_builds.report.references import throughput_references
-from hw_builds.report.summary import summary_frame
+from reporting import plots
+from reporting.inputs import discover, load_inputs
+from reporting.references import throughput_references
+from reporting.summary import summary_frame
 
 MODELS, BOARDS = ["tfc_w1a1", "sfc_w1a1"], ["Pynq-Z1", "ZCU104"]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from hw_builds.report.inputs import ReportInputs, pick
-from hw_builds.report.references import REFERENCES
-from hw_builds.report.summary import COLUMNS, NA, format_value
+from reporting.inputs import ReportInputs, pick
+from reporting.references import REFERENCES
+from reporting.summary import COLUMNS, NA, format_value
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; }
@@ -110,7 +110,7 @@ def _verify_line(verify: dict | None) -> str:
 
 
 def render_html(inputs: ReportInputs, frame: pd.DataFrame, plots: dict[str, str], notes: dict[str, str]) -> str:
-    """The whole page. ``plots`` maps plot keys (hw_builds.report.layout) to PNG files; ``notes`` captions."""
+    """The whole page. ``plots`` maps plot keys (reporting.layout) to PNG files; ``notes`` captions."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from host.atomic import atomic_path
-from hw_builds.report.inputs import BuildData, ModelData, ReportInputs, pick
-from hw_builds.report.references import reference_accuracy, reference_throughput
+from reporting.inputs import BuildData, ModelData, ReportInputs, pick
+from reporting.references import reference_accuracy, reference_throughput
 
 NA = "n/a"
 

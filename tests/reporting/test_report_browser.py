@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from report_fixtures import write_tree
 
-from hw_builds.report.inputs import discover
-from hw_builds.report.render import render_report
+from reporting.inputs import discover
+from reporting.render import render_report
 
 MODELS, BOARDS = ["tfc_w1a1", "sfc_w1a1"], ["Pynq-Z1", "ZCU104"]
 WIDTH = 1400

@@ -19,8 +19,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 
 from host.atomic import atomic_path  # noqa: E402
-from hw_builds.report.inputs import BuildData, ModelData, pick  # noqa: E402
-from hw_builds.report.references import Reference, reference_accuracy  # noqa: E402
+from reporting.inputs import BuildData, ModelData, pick  # noqa: E402
+from reporting.references import Reference, reference_accuracy  # noqa: E402
 
 DPI = 100
 CLASS_NAMES = {

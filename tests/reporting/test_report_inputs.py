@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from report_fixtures import write_build, write_tree
 
-from hw_builds.report.inputs import ReportInputError, classify, discover, layer_table, load_inputs
+from reporting.inputs import ReportInputError, classify, discover, layer_table, load_inputs
 
 MODELS, BOARDS = ["tfc_w1a1", "sfc_w1a1"], ["Pynq-Z1", "ZCU104"]
 
