@@ -3,6 +3,10 @@
 Exit status: 0 = exact agreement with the XNOR reference and no failed budget; 1 = a disagreement
 or a failed budget (the report says which); 2 = refused input (package, data, backend), with a
 one-line message naming the file and what is wrong.
+
+``--backend board`` is opened by host/ itself; ``--backend emulation`` only where the FINN side hands
+its accelerator in (``python -m hw_builds.validate_emulated validate ...`` calls :func:`main` with
+``openers``); from host/ alone it is refused with exit status 2 and where to run it.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 
-from host.accelerator import BACKENDS, BackendUnavailable
+from host.accelerator import BACKENDS, BackendUnavailable, Opener
 from host.package import PackageError
 from host.packing import PackingError, SettingsError
 
@@ -31,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, openers: Mapping[str, Opener] | None = None) -> int:
+    """Run the command line ``argv``; ``openers`` supplies backends host/ does not open itself. Returns the exit status."""
     args = _parser().parse_args(argv)
     from host.validate import validate_package
     from host.xnor_format import XnorFormatError
@@ -44,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             latency_repeats=args.latency_repeats,
             limit=args.limit,
+            openers=openers,
         )
     except (PackageError, SettingsError, PackingError, XnorFormatError, BackendUnavailable, ValueError, TypeError) as err:
         print(f"host validate: refused: {err}", file=sys.stderr)

@@ -3,12 +3,18 @@
 Both take a batch packed exactly as the driver ``settings.json`` describes (uint8, (N,
 *ishape_packed)) and return the packed output buffer (uint8, (N, *oshape_packed)), so the packing,
 folding and I/O layout that the board sees are exercised in CI too. Packing lives in
-:mod:`host.packing`; everything here is numpy only. The backends are imported lazily:
-``host.board`` needs pynq + finn-plus-driver (board image), ``hw_builds.emulation`` needs finn-plus.
+:mod:`host.packing`; everything here is numpy only.
+
+host/ knows only this interface and the board: ``host.board`` (pynq + finn-plus-driver, imported
+lazily) is the one backend it opens itself. Any other backend is handed in by the caller as an
+*opener* (``openers={"emulation": ...}``): the FINN emulation is supplied by the FINN side
+(``python -m hw_builds.validate_emulated``, the validate_accelerator rule), never imported from here,
+so the code copied to a board has no arrow into hw_builds/.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -70,21 +76,32 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (no FPGA device, or no finn-plus for the emulation)."""
 
 
-def open_accelerator(backend: str, package, batch_size: int) -> Accelerator:
-    """Open the backend named ``backend`` on a verified deployment package (host.package.Package)."""
+# An opener builds a backend's accelerator from a verified package (host.package.Package) and a batch size.
+Opener = Callable[..., Accelerator]
+
+# Where a backend host/ does not open itself comes from; the message of a run that was not handed one.
+SUPPLIED_ELSEWHERE = {
+    "emulation": "the emulation backend is FINN's and is supplied by bnnflow's FINN side on the build machine: "
+                 "python -m hw_builds.validate_emulated validate --package DIR --backend emulation "
+                 "(needs finn-plus); on a board use --backend board",
+}
+
+
+def open_accelerator(backend: str, package, batch_size: int, openers: Mapping[str, Opener] | None = None) -> Accelerator:
+    """Open ``backend`` on a verified deployment package (host.package.Package).
+
+    ``board`` is opened here (lazily: pynq + finn-plus-driver); any other backend only through
+    ``openers`` (name -> ``opener(package, batch_size)``), which the caller supplies. Raises
+    :class:`BackendUnavailable` for a backend nobody supplied, with where it comes from.
+    """
+    if openers and backend in openers:
+        return openers[backend](package, batch_size)
     if backend == "board":
         from host.board import BoardAccelerator
 
         return BoardAccelerator(package, batch_size=batch_size)
-    if backend == "emulation":
-        try:
-            from hw_builds.emulation import EmulatedAccelerator
-        except ImportError as err:
-            raise BackendUnavailable(
-                f"the emulation backend needs finn-plus and bnnflow's hw_builds package ({err}); "
-                "on a board use --backend board"
-            ) from err
-        return EmulatedAccelerator.from_package(package)
+    if backend in SUPPLIED_ELSEWHERE:
+        raise BackendUnavailable(SUPPLIED_ELSEWHERE[backend])
     raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 

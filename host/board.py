@@ -27,7 +27,7 @@ def find_device():
     except ImportError as err:
         raise NoFpgaDeviceError(
             f"no FPGA device: pynq is not installed here ({err}); run `python -m host validate` on a PYNQ "
-            "board image, or use --backend emulation on a build machine"
+            "board image, or the emulation on a build machine (python -m hw_builds.validate_emulated validate ... --backend emulation)"
         ) from err
     import warnings
 
@@ -53,7 +53,7 @@ class BoardAccelerator:
         if package.bitfile is None:
             raise BackendUnavailable(
                 f"{package.root}: the package has no bitfile (built with target emulation); "
-                "use --backend emulation, or rebuild with a hardware target"
+                "validate it with the emulation on the build machine (python -m hw_builds.validate_emulated), or rebuild with a hardware target"
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -295,7 +295,10 @@ Pynq-Z1/Z2 and KV260 have no sensors, and validation.json then says power is nul
 
 ## Without a board (target emulation, on the build machine with finn-plus)
 
-    python -m host validate --package {package_path} --backend emulation --out validation.json
+    python -m hw_builds.validate_emulated validate --package {package_path} --backend emulation --out validation.json
+
+(bnnflow's FINN side hands its emulated accelerator to this package's `host validate`; the
+package's host/ alone does not import FINN.)
 
 The emulation runs FINN's compiled dataflow model on the same packed bytes; its latency is FINN's
 cycle estimate at the configured clock, labelled as an estimate.

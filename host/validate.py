@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from host.accelerator import open_accelerator, predictions_from_output, run_batch
+from host.accelerator import Opener, open_accelerator, predictions_from_output, run_batch
 from host.atomic import write_json_atomic
 from host.package import MANIFEST, load_package, sha256_file
 from host.power import power_monitor
@@ -60,12 +61,15 @@ def validate_package(
     limit: int | None = None,
     reference_backend: str = "auto",
     accelerator=None,
+    openers: Mapping[str, Opener] | None = None,
 ) -> dict:
     """Validate a deployment package with ``backend`` ("board" or "emulation"); return the report.
 
     The package is verified (manifest sha256) before anything is loaded. ``limit`` takes the first
     N test images only. The report is written to ``out_path`` (atomically) when given.
-    ``accelerator`` replaces the backend that ``backend`` names (tests drive their own).
+    ``accelerator`` replaces the backend that ``backend`` names (tests drive their own);
+    ``openers`` supplies backends host/ does not open itself (see host.accelerator.open_accelerator:
+    the FINN side hands in the emulation).
     """
     from host.xnor import XnorReference  # after the manifest check: it reads xnor_model.npz
 
@@ -89,7 +93,7 @@ def validate_package(
         )
 
     x_acc = pkg.settings.from_nchw(x)  # (N, *ishape_normal): the accelerator's input layout
-    acc = accelerator if accelerator is not None else open_accelerator(backend, pkg, batch_size)
+    acc = accelerator if accelerator is not None else open_accelerator(backend, pkg, batch_size, openers)
     try:
         reference.predict(x[:1], batch_size=1)  # warm-up (numba compiles on first use), not timed
         bar, tick = _progress(len(x), f"{backend} accelerator")

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from host.accelerator import BackendUnavailable, open_accelerator, predictions_from_output, run_batch
-from host.package import load_package, package_from_build
+from host.package import load_package, make_package, package_from_build
 from host.validate import validate_package
 from host.xnor_format import load_xnor_model, save_xnor_model
+from hw_builds.validate_emulated import OPENERS
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = {"batch_size": 32, "latency_repeats": 20, "enforce_budgets": True,
@@ -46,7 +47,7 @@ def build(small_mnist: Path, trained_tfc: Path, tmp_path_factory: pytest.TempPat
 
 
 def test_exact_agreement_on_every_test_image(build) -> None:
-    report = validate_package(build["deploy"], "emulation", build["tmp"] / "validation.json")
+    report = validate_package(build["deploy"], "emulation", build["tmp"] / "validation.json", openers=OPENERS)
     assert report["images"] == len(np.load(build["data"])["y_test"]) and report["backend"] == "emulation"
     assert report["agreement"]["exact"], report["agreement"]["first_difference"]
     assert report["accuracy_pct"] == report["reference_accuracy_pct"]
@@ -68,7 +69,7 @@ def test_packed_path_equals_direct_finn_execution(build) -> None:
     from hw_builds.execute import run_finn_model
 
     pkg = load_package(build["deploy"])
-    acc = open_accelerator("emulation", pkg, batch_size=8)
+    acc = open_accelerator("emulation", pkg, batch_size=8, openers=OPENERS)
     x, _, _ = pkg.load_testset()
     x = x[:13]
     s = pkg.settings
@@ -92,12 +93,12 @@ def test_a_different_reference_is_caught(build) -> None:
     save_xnor_model(model, wrong)
     deploy = package_from_build(build["build_dir"], wrong, build["data"], build["tmp"] / "wrong" / "deploy",
                                 test_subset=60, validate_config=CONFIG)
-    report = validate_package(deploy, "emulation")
+    report = validate_package(deploy, "emulation", openers=OPENERS)
     agreement = report["agreement"]
     assert not agreement["exact"] and agreement["differing_images"] > 0 and not report["passed"]
     first = agreement["first_difference"]
     assert first["accelerator"] != first["reference"]
-    res = subprocess.run([sys.executable, "-m", "host", "validate", "--package", str(deploy), "--backend",
+    res = subprocess.run([sys.executable, "-m", "hw_builds.validate_emulated", "validate", "--package", str(deploy), "--backend",
                           "emulation", "--out", str(build["tmp"] / "wrong.json")], capture_output=True, text=True,
                          cwd=REPO, timeout=300)
     assert res.returncode == 1
@@ -106,7 +107,7 @@ def test_a_different_reference_is_caught(build) -> None:
 
 def test_cli_exit_status_follows_budgets(build, tmp_path) -> None:
     out = tmp_path / "v.json"
-    res = subprocess.run([sys.executable, "-m", "host", "validate", "--package", str(build["deploy"]), "--backend",
+    res = subprocess.run([sys.executable, "-m", "hw_builds.validate_emulated", "validate", "--package", str(build["deploy"]), "--backend",
                           "emulation", "--limit", "40", "--out", str(out)], capture_output=True, text=True,
                          cwd=REPO, timeout=300)
     report = json.loads(out.read_text())
@@ -155,3 +156,24 @@ def test_only_the_hosts_input_transpose_may_sit_outside_the_partition() -> None:
             check_host_side_of_parent(_parent(ops), "p.onnx")
     with pytest.raises(BackendUnavailable, match="expected one dataflow partition, found 0"):
         check_host_side_of_parent(_parent([("Relu", None)]), "p.onnx")
+
+
+def test_host_alone_refuses_the_emulation_and_names_who_supplies_it(build) -> None:
+    """host/ does not import hw_builds/: without the FINN side's opener the emulation is refused (exit 2)."""
+    with pytest.raises(BackendUnavailable, match="supplied by bnnflow's FINN side"):
+        open_accelerator("emulation", load_package(build["deploy"]), batch_size=8)
+    res = subprocess.run([sys.executable, "-m", "host", "validate", "--package", str(build["deploy"]), "--backend",
+                          "emulation", "--limit", "5"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert res.returncode == 2 and "python -m hw_builds.validate_emulated" in res.stderr
+
+
+def test_emulation_refuses_an_unreadable_model(build, tmp_path) -> None:
+    """A package whose emulation/model.onnx is not ONNX: refused with exit status 2, the file named."""
+    (tmp_path / "model.onnx").write_bytes(b"placeholder, not an ONNX model")
+    deploy = make_package(tmp_path / "deploy", model="tfc_w1a1", board="Pynq-Z1", target="emulation",
+                          settings_json=build["deploy"] / "driver" / "settings.json", xnor_npz=build["xnor"],
+                          dataset_npz=build["data"], test_subset=10, validate_config=CONFIG, host_dir=REPO / "host",
+                          emulation_model=tmp_path / "model.onnx")
+    res = subprocess.run([sys.executable, "-m", "hw_builds.validate_emulated", "validate", "--package", str(deploy),
+                          "--backend", "emulation"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert res.returncode == 2 and "model.onnx: not a readable ONNX model" in res.stderr
