@@ -55,8 +55,9 @@ HARDWARE_STEPS = (
 # Where bnnflow's custom steps go: (FINN step, "before" | "after", custom step name).
 INJECTIONS = (
     ("step_qonnx_to_finn", "before", "step_annotate_uint8_input"),
+    ("step_qonnx_to_finn", "before", "step_record_exact_function"),
     ("step_tidy_up", "after", "step_insert_topk"),
-    ("step_convert_to_hw", "after", "step_clip_xnor_thresholds"),
+    ("step_convert_to_hw", "after", "step_exact_thresholds"),
     # FINN's minimization sizes XNOR accumulators too narrow (hw_builds/accumulators.py): record, then mend
     ("step_minimize_bit_width_initial", "before", "step_record_reference_thresholds"),
     ("step_minimize_bit_width_initial", "after", "step_mend_xnor_accumulators_initial"),

@@ -2,8 +2,8 @@
 
 They sit between FINN's steps (see ``hw_builds.build_config.INJECTIONS``) and do five jobs:
 tell FINN the input is raw uint8 pixels; end the graph in a top-1 TopK as finn-examples does;
-keep FINN from tripping over a binary neuron whose threshold lies outside the popcount range;
-mend or refuse a folding that FINN's code generation would reject; and fail early with a
+give every threshold its exact integer value (hw_builds/exact_thresholds.py, within each neuron's
+accumulator range, so FINN never trips over a threshold outside the popcount range); mend or refuse a folding that FINN's code generation would reject; and fail early with a
 one-line cause (bad folding file, design larger than the board). The emulation target ends
 with the Zynq-build prefix that ``step_make_driver`` needs for driver/settings.json.
 """
@@ -19,6 +19,7 @@ import numpy as np
 
 from hw_builds.accumulators import step_mend_xnor_accumulators, step_record_reference_thresholds
 from hw_builds.boards import RESOURCES, get_board
+from hw_builds.exact_thresholds import step_exact_thresholds, step_record_exact_function
 from hw_builds.finn_env import import_build_steps
 
 QONNX_QUANT_OPS = ("Quant", "BipolarQuant", "BinaryQuant", "Trunc")
@@ -73,29 +74,6 @@ def step_insert_topk(model, cfg):
     model = model.transform(InsertTopK(k=1))
     model = model.transform(InferShapes())
     return model.transform(InferDataTypes())
-
-
-def step_clip_xnor_thresholds(model, cfg):
-    """Clip the thresholds of XNOR-popcount MVAUs to [0, K+1], which changes no output.
-
-    A popcount p lies in [0, K]; ``p >= T`` is always true for T <= 0 and never for T > K. Batch
-    norm can put T outside (a neuron that is always on or off), and finn-plus 1.6.1 then fails
-    an assertion (thresholds >= 0) when it minimizes bit widths after specialization.
-    """
-    from qonnx.custom_op.registry import getCustomOp
-
-    for node in model.graph.node:
-        if not node.op_type.startswith("MVAU") or len(node.input) < 3:
-            continue
-        inst = getCustomOp(node)
-        if not inst.get_nodeattr("binaryXnorMode") or inst.get_nodeattr("noActivation"):
-            continue
-        k = int(inst.get_nodeattr("MW"))
-        thresholds = model.get_initializer(node.input[2])
-        clipped = np.clip(thresholds, 0, k + 1).astype(thresholds.dtype)
-        if not np.array_equal(clipped, thresholds):
-            model.set_initializer(node.input[2], clipped)
-    return model
 
 
 def step_check_folding_config(model, cfg):
@@ -305,7 +283,8 @@ def custom_steps(fail_if_not_fits: bool) -> dict[str, Callable]:
         for f in (
             step_annotate_uint8_input,
             step_insert_topk,
-            step_clip_xnor_thresholds,
+            step_record_exact_function,
+            step_exact_thresholds,
             step_record_reference_thresholds,
             step_mend_xnor_accumulators,
             step_repair_auto_folding,

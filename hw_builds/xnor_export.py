@@ -3,7 +3,9 @@
 The weights and thresholds are taken from FINN's own graph after ``step_streamline`` and
 ``step_convert_to_hw`` (run here with a minimal DataflowBuildConfig, no board), not from the
 PyTorch model: the reference must compute what the accelerator computes, including FINN's
-folding of batch norm, the pixel scaling and the sign quantizer into integer thresholds.
+folding of batch norm, the pixel scaling and the sign quantizer into thresholds. Those thresholds
+are the exact integer ones of the network's function (hw_builds/exact_function.py), set into both
+FINN graphs by hw_builds/exact_thresholds.py as the dataflow build sets them into its HW graph.
 
 What is read, node by node, in graph order:
 
@@ -41,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from host.atomic import atomic_path, write_json_atomic
+from hw_builds.exact_function import ExactFunctionError
+from hw_builds.exact_thresholds import ExactThresholdError, prepare_qonnx, set_exact_thresholds
 from host.xnor_format import (ConvGeometry, PoolGeometry, XnorFormatError, XnorLayer, XnorModel, load_xnor_model,
                               save_xnor_model, validate_model)
 
@@ -72,13 +76,19 @@ def run_finn_steps(onnx_path: str | Path, work_dir: str | Path):
     if not onnx_path.is_file():
         raise FileNotFoundError(f"{onnx_path}: QONNX model not found; run the export_qonnx rule first")
     cfg = DataflowBuildConfig(output_dir=str(work_dir), synth_clk_period_ns=10.0, generate_outputs=[])
-    model = annotate_uint8_input(ModelWrapper(str(onnx_path)))
+    try:  # the network's exact thresholds, from the exported parameters (hw_builds/exact_thresholds.py)
+        model, net = prepare_qonnx(annotate_uint8_input(ModelWrapper(str(onnx_path))))
+    except ExactFunctionError as exc:
+        raise XnorExportError(f"{onnx_path}: {exc}") from exc
     streamlined = None
     for name in EXPORT_STEPS:
         model = getattr(steps, name)(model, cfg)
         if name == "step_streamline":
             streamlined = copy.deepcopy(model)  # later steps must not alter the saved one
-    return streamlined, model
+    try:
+        return set_exact_thresholds(streamlined, net), set_exact_thresholds(model, net)
+    except ExactThresholdError as exc:
+        raise XnorExportError(f"{onnx_path}: {exc}") from exc
 
 
 def _ceil_thresholds(thr: np.ndarray, lo: int, hi: int, where: str) -> np.ndarray:

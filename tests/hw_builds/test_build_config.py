@@ -21,12 +21,13 @@ from hw_builds.boards import UnknownBoardError
 
 EMULATION = [
     "step_annotate_uint8_input",
+    "step_record_exact_function",
     "step_qonnx_to_finn",
     "step_tidy_up",
     "step_insert_topk",
     "step_streamline",
     "step_convert_to_hw",
-    "step_clip_xnor_thresholds",
+    "step_exact_thresholds",
     "step_record_reference_thresholds",
     "step_minimize_bit_width_initial",
     "step_mend_xnor_accumulators_initial",
@@ -58,7 +59,8 @@ HARDWARE = EMULATION[:-2] + [
 OURS = {
     "step_annotate_uint8_input",
     "step_insert_topk",
-    "step_clip_xnor_thresholds",
+    "step_record_exact_function",
+    "step_exact_thresholds",
     "step_record_reference_thresholds",
     "step_mend_xnor_accumulators_initial",
     "step_mend_xnor_accumulators",

@@ -64,13 +64,13 @@ def test_outputs_on_disk(pynq_z1_build):
     assert (out / "generated_code" / "MVAU_hls_0" / "top_MVAU_hls_0.cpp").is_file()
 
 
-def test_threshold_clipping_was_exercised(pynq_z1_build):
-    """The fixture's always-on neuron has a negative threshold that bnnflow clips to 0."""
+def test_always_on_threshold_was_exercised(pynq_z1_build):
+    """The fixture's always-on neuron has a negative FINN threshold; its exact threshold is 0 (popcount >= 0)."""
     from hw_builds.execute import load_model
 
     out, _ = pynq_z1_build
     before = load_model(out / "intermediate_models" / "step_convert_to_hw.onnx")
-    after = load_model(out / "intermediate_models" / "step_clip_xnor_thresholds.onnx")
+    after = load_model(out / "intermediate_models" / "step_exact_thresholds.onnx")
     node = before.graph.node[[n.op_type for n in before.graph.node].index("MVAU")]
     assert before.get_initializer(node.input[2]).min() < 0
     assert after.get_initializer(node.input[2]).min() == 0
@@ -174,16 +174,16 @@ def test_a_step_that_changes_the_network_is_named(exported_tfc, tmp_path, monkey
     """Sabotage one step (flip the last layer's weights): the build fails at that step, not later."""
     import hw_builds.custom_steps as cs
 
-    original = cs.step_clip_xnor_thresholds
+    original = cs.step_exact_thresholds
 
-    def step_clip_xnor_thresholds(model, cfg):
+    def step_exact_thresholds(model, cfg):
         model = original(model, cfg)
         last = [n for n in model.graph.node if n.op_type == "MVAU"][-1]
         model.set_initializer(last.input[1], 1 - model.get_initializer(last.input[1]))
         return model
 
-    monkeypatch.setattr(cs, "step_clip_xnor_thresholds", step_clip_xnor_thresholds)
-    with pytest.raises(VerificationError, match=r"step step_clip_xnor_thresholds: top-1 differs from Brevitas on \d+/10"):
+    monkeypatch.setattr(cs, "step_exact_thresholds", step_exact_thresholds)
+    with pytest.raises(VerificationError, match=r"step step_exact_thresholds: top-1 differs from Brevitas on \d+/10"):
         compile_finn(*exported_tfc, tmp_path / "b", "Pynq-Z1", verify_samples=10, progress=False)
 
 
