@@ -334,8 +334,10 @@ def exact_network(model) -> ExactNetwork:
             if op == "MatMul":
                 w = w.T  # (K, M) -> (M, K)
             else:
-                attrs = {a.name: list(a.ints) for a in node.attribute}
-                if any(attrs.get("pads", [0])) or attrs.get("group", 1) not in (1, [1]) or any(
+                from onnx.helper import get_attribute_value
+
+                attrs = {a.name: get_attribute_value(a) for a in node.attribute}
+                if any(attrs.get("pads", [0])) or attrs.get("group", 1) != 1 or any(
                         d != 1 for d in attrs.get("dilations", [1])):
                     raise ExactFunctionError(f"{where}: only unpadded, ungrouped, undilated convs are supported")
                 conv = (int(w.shape[2]), int(attrs.get("strides", [1])[0]))
@@ -384,8 +386,9 @@ def _steps(i: np.ndarray, direction: np.ndarray, thr: np.ndarray) -> np.ndarray:
 def exact_forward(net: ExactNetwork, x_uint8: np.ndarray) -> dict[str, np.ndarray]:
     """The exact function on raw pixels (N, C, H, W) uint8: per layer ``layer{i}.I`` int64 and codes.
 
-    ``layer{i}.I``: (N, M) or NHWC (N, OH, OW, M) dot products of Brevitas' weights with the layer's
-    input codes; ``layer{i}.codes``: the output codes before pooling; ``I_last`` the last layer's I.
+    ``input_codes``: the input quantizer's codes, (N, K) or NHWC; ``layer{i}.I``: (N, M) or NHWC
+    (N, OH, OW, M) dot products of Brevitas' weights with the layer's input codes; ``layer{i}.codes``:
+    the output codes before pooling; ``I_last`` the last layer's I.
     """
     x = np.asarray(x_uint8).astype(np.int64)
     q = net.input_quant.code(_steps(x, np.ones(1, np.int64), net.input_thresholds[None, :]))
@@ -393,7 +396,7 @@ def exact_forward(net: ExactNetwork, x_uint8: np.ndarray) -> dict[str, np.ndarra
         q = q.transpose(0, 2, 3, 1)  # NHWC
     else:
         q = q.reshape(len(q), -1)
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {"input_codes": q}
     for i, layer in enumerate(net.layers):
         w = layer.weights
         if layer.conv is not None:

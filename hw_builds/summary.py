@@ -65,6 +65,7 @@ def build_summary(output_dir: Path, board: Board, build: dict, verified: list[di
         "verified_steps": [v["step"] for v in verified],
         "verification": verified,
         "golden_samples_checked": verified[0]["samples"] if verified else 0,
+        "golden_float_ties": build.get("golden_float_ties", 0),  # near a boundary on the exact path (README)
         "hw_model": "intermediate_models/step_generate_estimate_reports.onnx",
         "partition_spans_network": build["partition_spans_network"],
         "parent_model": "intermediate_models/dataflow_parent.onnx",  # run_finn_model's parent_path if not spanning
