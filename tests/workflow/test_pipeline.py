@@ -108,6 +108,10 @@ def test_xnor_reference_agrees_with_brevitas_and_finn(pipeline_run: Path) -> Non
     assert verify["images"] == merged_config()["data"]["test_subset"] == verify["images_finn"]
     typed = verify["type_faithful"]  # the built accelerator's model in its generated types, every image
     assert typed["agree"] == typed["of"] == verify["images"] and not any(typed["values_overflowing_type"].values())
+    ties = verify["float_ties"]  # Brevitas' float32 differences proven to be ties (README: the exact function)
+    assert isinstance(ties["count"], int) and len(ties["first"]) == min(ties["count"], 5)
+    summary = read_json(pipeline_run / "hw_builds" / MODEL / BOARD / "summary.json")
+    assert "step_exact_thresholds" in summary["verified_steps"] and isinstance(summary["golden_float_ties"], int)
 
 
 def test_validation_on_emulated_accelerator(pipeline_run: Path) -> None:
