@@ -4,7 +4,8 @@ Layout of ``hw_builds/<model>/<board>/deploy/``::
 
     manifest.json            format, model, board, target, sha256 of every other file
     README.md                the commands to run on the board
-    validate_config.json     budgets, batch size, latency repeats (from workflow/config.yaml)
+    validate_config.json     budgets, batch size, latency repeats (from workflow/config.yaml); the
+                             float ties verify_xnor found against Brevitas (brevitas_float_ties)
     driver/settings.json     FINN driver settings (I/O types and packed shapes)
     bitfile/<name>.bit/.hwh  the accelerator (target bitfile only)
     emulation/model.onnx     the FINN dataflow model the emulation backend runs (both targets;
@@ -187,6 +188,9 @@ def _check_config(config: object, path: Path) -> None:
             raise bad(f"{key} must be a positive integer, got {v!r}")
     if not isinstance(config.get("enforce_budgets", True), bool):
         raise bad(f"enforce_budgets must be true or false, got {config['enforce_budgets']!r}")
+    ties = config.get("brevitas_float_ties", 0)
+    if not isinstance(ties, int) or isinstance(ties, bool) or ties < 0:
+        raise bad(f"brevitas_float_ties must be a count, got {ties!r}")
     budgets = config.get("budgets", {})
     if not isinstance(budgets, dict):
         raise bad("budgets must be an object")

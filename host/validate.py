@@ -169,6 +169,8 @@ def validate_package(
         "power": power,
         "budgets": budget_report,
         "enforce_budgets": bool(cfg["enforce_budgets"]),
+        # images where Brevitas' float32 forward differs from the exact function, proven ties (verify.json)
+        "brevitas_float_ties": pkg.config.get("brevitas_float_ties"),
         "passed": agreement_ok and (budgets_ok or not cfg["enforce_budgets"]),
         "cpu": {"machine": platform.machine(), "processor": platform.processor() or None, "python": platform.python_version(), "numpy": np.__version__},
     }

@@ -117,6 +117,8 @@ def test_xnor_reference_agrees_with_brevitas_and_finn(pipeline_run: Path) -> Non
 def test_validation_on_emulated_accelerator(pipeline_run: Path) -> None:
     validation = read_json(pipeline_run / "results" / MODEL / BOARD / "validation.json")
     assert validation["backend"] == "emulation" and validation["images"] == 1000
+    verify = read_json(pipeline_run / "results" / MODEL / "xnor" / "verify.json")
+    assert validation["brevitas_float_ties"] == verify["float_ties"]["count"]
     assert validation["agreement"]["exact"] and validation["agreement"]["differing_images"] == 0
     assert validation["agreement"]["arithmetic"].startswith("type-faithful")
     assert not any(validation["agreement"]["values_overflowing_type"].values())

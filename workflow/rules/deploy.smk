@@ -7,6 +7,7 @@ rule package_deployment:
     input:
         summary="hw_builds/{model}/{board}/summary.json",
         xnor="results/{model}/xnor/xnor_model.npz",
+        verify="results/{model}/xnor/verify.json",
         dataset=dataset_npz,
         host=sorted(glob.glob("host/*.py")),
     output:

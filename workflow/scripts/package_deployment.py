@@ -4,7 +4,13 @@ import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 from host.package import package_from_build  # noqa: E402
+
+# verify_xnor's float ties against Brevitas travel with the package into validation.json (README)
+ties = json.loads(Path(snakemake.input.verify).read_text())["float_ties"]["count"]  # noqa: F821
 
 out = package_from_build(
     build_dir=snakemake.params.build_dir,  # noqa: F821
@@ -12,6 +18,6 @@ out = package_from_build(
     dataset_npz=snakemake.input.dataset,  # noqa: F821
     out_dir=snakemake.output[0],  # noqa: F821
     test_subset=snakemake.params.test_subset,  # noqa: F821
-    validate_config=snakemake.params.validate_config,  # noqa: F821
+    validate_config={**snakemake.params.validate_config, "brevitas_float_ties": ties},  # noqa: F821
 )
 print(f"deployment package written to {out}")
