@@ -97,6 +97,7 @@ def test_package_needs_its_accelerator_files(tmp_path) -> None:
     ({"budgets": {"accuracy_min_pct": "90"}}, "budget accuracy_min_pct must be a number"),
     ({"budgets": {"speed": 1}}, "unknown budget 'speed'"),
     ({"enforce_budgets": "yes"}, "enforce_budgets must be true or false"),
+    ({"brevitas_float_ties": -1}, "brevitas_float_ties must be a count"),
 ])
 def test_bad_validate_config_is_refused(tmp_path, config, message) -> None:
     root = build_package(tmp_path, config=config)

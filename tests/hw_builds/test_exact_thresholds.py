@@ -218,3 +218,27 @@ def test_random_models_with_injected_ties(monkeypatch, mnist_x, tmp_path, name, 
             for i in range(int(lo), int(hi) + 1):
                 fires = _bn_at_least((layer.in_quant.scale * i - m) * g, v + layer.eps, c - b, inc)
                 assert fires == ((i >= t) if layer.direction[n] > 0 else (i <= t)), (li, n, i)
+
+
+def test_unmappable_weights_are_refused_by_layer_and_neuron(monkeypatch, mnist_x, tmp_path):
+    """FINN weights that are neither the trained row nor its negation, or a negation against the batch
+    norm's direction, are refused naming the layer, the neuron and the cause."""
+    from hw_builds.exact_thresholds import ExactThresholdError, set_exact_thresholds
+    from hw_builds.execute import load_model
+
+    use_widths(monkeypatch, (32,))
+    model = random_model("tfc_w1a1", seed=15, gamma_range=(0.5, 2.0))  # every gamma positive: no negated rows
+    result = check_everything(model, "tfc_w1a1", mnist_x[:20], tmp_path)
+    hw = load_model(tmp_path / "hw.onnx")
+    mvau = [node for node in hw.graph.node if node.op_type.startswith("MVAU")][0]
+    w = hw.get_initializer(mvau.input[1])  # (MW, MH) in {0, 1}
+    changed = w.copy()
+    changed[0, 7] = 1 - changed[0, 7]
+    hw.set_initializer(mvau.input[1], changed)
+    with pytest.raises(ExactThresholdError, match="layer 0 neuron 7: FINN's weights are neither the trained weights"):
+        set_exact_thresholds(hw, result["net"])
+    negated = w.copy()
+    negated[:, 3] = 1 - negated[:, 3]
+    hw.set_initializer(mvau.input[1], negated)
+    with pytest.raises(ExactThresholdError, match="layer 0 neuron 3: batch norm gamma is positive but FINN negated"):
+        set_exact_thresholds(hw, result["net"])
