@@ -71,6 +71,8 @@ COLUMNS: tuple[Column, ...] = (
            lambda m, b: getattr(reference_accuracy(m.name, m.metrics.get("dataset", "")), "accuracy_pct", None), "pct"),
     Column("xnor_vs_brevitas_agree_pct", "XNOR = Brevitas top-1 %",
            lambda m, b: _agree_pct(pick(m.verify, "top1_agree_with_xnor.brevitas")), "pct"),
+    Column("brevitas_float_ties", "Brevitas float ties",  # proven float32 ties vs the exact function (README)
+           lambda m, b: pick(m.verify, "float_ties.count"), "int"),
     Column("accelerator_accuracy_pct", "accelerator accuracy %", lambda m, b: pick(b.validation, "accuracy_pct"), "pct"),
     Column("accelerator_vs_xnor_agree_pct", "accelerator = XNOR top-1 %",
            lambda m, b: pick(b.validation, "agreement.agreement_pct"), "pct"),

@@ -68,6 +68,7 @@ def write_verify(root: Path, model: str, images: int = 200) -> None:
                                  "finn_streamlined": {"agree": 20, "of": 20}, "finn_hw": {"agree": 20, "of": 20}},
         "intermediates": {}, "xnor_ties": 1, "max_abs_logit_diff_vs_xnor": {"brevitas": 0.0},
         "top1_all_four_agree": {"agree": 20, "of": 20}, "first_difference": None, "passed": True,
+        "float_ties": {"count": 0, "first": [], "max_margin": None, "max_margin_over_bound": None},
     })
 
 

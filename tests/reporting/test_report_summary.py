@@ -31,12 +31,13 @@ def test_rows_carry_the_stage_figures(tmp_path: Path) -> None:
     assert row["accelerator_accuracy_pct"] == 93.0 and bool(row["validation_passed"])
     assert bool(row["accuracy_stages_agree"])  # 93 % of the same 200 images in training and validation
     assert row["budget_power"] == "not_measured" and bool(row["fits"])
-    assert row["xnor_vs_brevitas_agree_pct"] == 100.0
+    assert row["xnor_vs_brevitas_agree_pct"] == 100.0 and row["brevitas_float_ties"] == 0
 
 
 def test_missing_stages_are_na(tmp_path: Path) -> None:
     frame = _frame(tmp_path, full=False)
-    for column in ("est_throughput_fps", "LUT", "fits", "validation_backend", "budget_accuracy", "xnor_vs_brevitas_agree_pct"):
+    for column in ("est_throughput_fps", "LUT", "fits", "validation_backend", "budget_accuracy", "xnor_vs_brevitas_agree_pct",
+                   "brevitas_float_ties"):
         assert frame[column].isna().all(), column
     cells = [format_value(frame.loc[0, c.name], c.kind) for c in COLUMNS]
     assert cells.count("n/a") >= 10 and "tfc_w1a1" in cells
