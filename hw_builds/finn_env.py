@@ -17,9 +17,14 @@ from types import ModuleType
 
 
 def prepare_finn_environment(build_dir: str | Path | None = None) -> Path:
-    """Make sure FINN_BUILD_DIR exists and neutralise the XSI import trap; return the build dir."""
+    """Make sure FINN_BUILD_DIR exists and neutralise the XSI import trap; return the build dir.
+
+    Without ``build_dir`` and without ``FINN_BUILD_DIR`` set, each process gets its own fresh folder under the
+    temporary directory ($TMPDIR: node-local on a cluster), so concurrent jobs on one node never share FINN's
+    scratch files; the first call sets FINN_BUILD_DIR, later calls in the process reuse it.
+    """
     if build_dir is None:
-        build_dir = os.environ.get("FINN_BUILD_DIR") or Path(tempfile.gettempdir()) / "bnnflow_finn_build"
+        build_dir = os.environ.get("FINN_BUILD_DIR") or tempfile.mkdtemp(prefix="bnnflow_finn_build_")
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     os.environ["FINN_BUILD_DIR"] = str(build_dir)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 CI_CONFIG = Path(__file__).with_name("ci_config.yaml")
 
 pytestmark = pytest.mark.pipeline
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run `snakemake all` once in a fresh working directory; every test below reads its outputs."""
-    workdir = tmp_path_factory.mktemp("pipeline")
-    wheel_dir = REPO / "resources" / "downloads"
-    if wheel_dir.is_dir():  # reuse the checked wheel instead of downloading it again
-        shutil.copytree(wheel_dir, workdir / "resources" / "downloads")
-    # As in CI and `make all`: the venv is not activated, so no rule may rely on `python` from PATH.
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path)
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-         "--configfile", str(CI_CONFIG), "--cores", "2", "all"],
-        capture_output=True, text=True, env=env,
-    )
-    (workdir / "snakemake_stdout.txt").write_text(run.stdout + run.stderr)
-    assert run.returncode == 0, f"snakemake all failed:\n{run.stdout[-6000:]}\n{run.stderr[-6000:]}"
-    return workdir
+# pipeline_run (the local `snakemake all` on the CI config) is in conftest.py: test_slurm.py compares with it
 
 
 def merged_config() -> dict:

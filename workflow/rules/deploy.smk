@@ -14,6 +14,9 @@ rule package_deployment:
         directory("hw_builds/{model}/{board}/deploy"),
     log:
         "logs/package_deployment/{model}/{board}.log",
+    threads: 1
+    resources:
+        **stage_resources("package_deployment"),
     conda:
         "../../environment.yml"
     params:

@@ -13,6 +13,9 @@ rule export_qonnx:
         "logs/export_qonnx/{model}.log",
     benchmark:
         "benchmarks/export_qonnx/{model}.tsv"
+    threads: 1
+    resources:
+        **stage_resources("export_qonnx"),
     conda:
         "../../environment.yml"
     params:

@@ -14,6 +14,9 @@ rule predict_testset:
         "results/{model}/report/test_predictions.npz",
     log:
         "logs/predict_testset/{model}.log",
+    threads: 1
+    resources:
+        **stage_resources("report"),
     conda:
         "../../environment.yml"
     params:
@@ -39,6 +42,9 @@ rule render_report:
         },
     log:
         "logs/render_report/report.log",
+    threads: 1
+    resources:
+        **stage_resources("report"),
     conda:
         "../../environment.yml"
     params:

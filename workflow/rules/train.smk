@@ -15,6 +15,8 @@ rule train_model:
     benchmark:
         "benchmarks/train_model/{model}.tsv"
     threads: config["train"]["threads"]
+    resources:
+        **stage_resources("train_model"),
     conda:
         "../../environment.yml"
     params:

@@ -15,6 +15,9 @@ rule validate_accelerator:
         "logs/validate_accelerator/{model}/{board}.log",
     benchmark:
         "benchmarks/validate_accelerator/{model}/{board}.tsv"
+    threads: 1
+    resources:
+        **stage_resources("validate_accelerator"),
     conda:
         "../../environment.yml"
     params:

@@ -16,6 +16,9 @@ rule export_xnor:
         "benchmarks/export_xnor/{model}.tsv"
     wildcard_constraints:
         model=XNOR_MODEL_RE,
+    threads: 1
+    resources:
+        **stage_resources("export_xnor"),
     conda:
         "../../environment.yml"
     script:
@@ -39,6 +42,9 @@ rule verify_xnor:
         "benchmarks/verify_xnor/{model}.tsv"
     wildcard_constraints:
         model=XNOR_MODEL_RE,
+    threads: 1
+    resources:
+        **stage_resources("verify_xnor"),
     conda:
         "../../environment.yml"
     params:
@@ -56,6 +62,8 @@ rule bench_xnor:
     benchmark:
         "benchmarks/bench_xnor/xnor.tsv"
     threads: config["xnor"]["bench_threads"]
+    resources:
+        **stage_resources("bench_xnor"),
     conda:
         "../../environment.yml"
     params:

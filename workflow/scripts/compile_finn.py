@@ -1,8 +1,12 @@
 """Snakemake script: FINN build of one model for one board, every step verified (logic in hw_builds.compile)."""
 
+import os
 import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
+
+# FINN's parallel HLS synthesis / Vivado jobs: the rule's threads, unless the user set it
+os.environ.setdefault("NUM_DEFAULT_WORKERS", str(snakemake.threads))  # noqa: F821
 
 from hw_builds.compile import compile_finn  # noqa: E402
 
