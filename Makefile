@@ -6,8 +6,10 @@ VENV   ?= .venv
 BOARD_VENV ?= .venv-board
 # Debian packages the tests need: the report's browser test and the Fashion-MNIST files.
 APT_PACKAGES := chromium dataset-fashion-mnist
+# Debian packages of the SLURM test: tests/workflow/test_slurm.py starts a single-node SLURM 22.05 with them.
+SLURM_APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
 
-.PHONY: all env board-env system-deps test
+.PHONY: all env board-env system-deps slurm-deps test
 all: env
 	$(VENV)/bin/snakemake all
 
@@ -35,7 +37,15 @@ system-deps:
 	  else echo "missing Debian packages:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	fi
 
-test: env board-env system-deps
+# The same install for the SLURM test's packages (the daemons are started by the test itself, under a temp dir).
+slurm-deps:
+	@missing=""; for p in $(SLURM_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+
+test: env board-env system-deps slurm-deps
 	$(VENV)/bin/python -m pytest -m "not board_env"
 	# host/ runs on the board: its tests again, in the numpy<2 + pynq + finn-plus-driver environment
 	$(BOARD_VENV)/bin/python -m pytest tests/host
