@@ -104,10 +104,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     assert all(p.poll() is not None for p in processes), "a SLURM daemon outlived the tests"
 
 
-def snakemake_slurm(cluster: Cluster, workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """`snakemake --profile profiles/slurm` on the CI config against the test cluster."""
+def snakemake_slurm(cluster: Cluster, workdir: Path, *args: str, configfiles: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    """`snakemake --profile profiles/slurm` on the CI config (and configfiles over it) against the test cluster."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(CI_CONFIG), *args[:-1], "--profile", str(REPO / "profiles" / "slurm"),
+           "--configfile", str(CI_CONFIG), *map(str, configfiles), *args[:-1], "--profile", str(REPO / "profiles" / "slurm"),
            "--default-resources", f"slurm_account='{ACCOUNT}'", f"slurm_partition='{PARTITION}'",
            # the profile's first status check after 40 s suits a cluster; jobs here take seconds
            "--slurm-init-seconds-before-status-checks", "2", args[-1]]
@@ -203,11 +203,13 @@ def test_hardware_build_on_a_node_without_vivado_fails_with_the_local_message(
         "compile_finn_hardware": {"threads": 1, "mem_mb": 2000, "runtime": 10, "boards": {}}}}))
     before = {job["JobIDRaw"] for job in sacct(cluster)}
     summary = f"hw_builds/{MODEL}/{BOARD}/summary.json"
-    run = snakemake_slurm(cluster, slurm_run, "--configfile", str(overrides), "--retries", "0",
-                          "--forcerun", "compile_finn", summary)
-    assert run.returncode != 0
-    log = (slurm_run / "logs" / "compile_finn" / MODEL / f"{BOARD}.log").read_text()
-    assert str(local.value) in log, log[-3000:]
-    assert "MissingXilinxToolsError" in log
-    failed = [job for job in sacct(cluster) if job["JobIDRaw"] not in before]
-    assert [(rule_of(j["Comment"]), j["State"]) for j in failed] == [("compile_finn", "FAILED")], failed
+    run = snakemake_slurm(cluster, slurm_run, "--retries", "0", "--forcerun", "compile_finn", summary,
+                          configfiles=(overrides,))
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    new_jobs = [job for job in sacct(cluster) if job["JobIDRaw"] not in before]
+    assert [(rule_of(j["Comment"]), j["State"]) for j in new_jobs] == [("compile_finn", "FAILED")], output[-3000:]
+    # the job's Snakemake refuses before the rule starts, so the message is in SLURM's log of the job
+    (log,) = (slurm_run / ".snakemake" / "slurm_logs" / "rule_compile_finn").glob(f"*/{new_jobs[0]['JobIDRaw']}.log")
+    text = log.read_text()
+    assert "MissingXilinxToolsError" in text and str(local.value) in text, text[-3000:]

@@ -3,8 +3,8 @@
 
 
 # A local run (no --jobs: Snakemake moves a local -j to --cores) builds on this machine, so it needs the tools
-# here. A cluster run (--jobs from the profile) builds on the nodes: each job checks its own node (compile.py,
-# the same message), and the submit host needs no Vivado.
+# here. A cluster run (--jobs from the profile) builds on the nodes: the Snakemake inside each job makes this
+# same check on its node, and the submit host needs no Vivado.
 if config["finn"]["target"] == "hardware" and workflow.resource_settings.nodes is None:
     from hw_builds.build_config import require_tools_for
 
