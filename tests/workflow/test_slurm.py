@@ -198,9 +198,10 @@ def test_hardware_build_on_a_node_without_vivado_fails_with_the_local_message(
     with pytest.raises(MissingXilinxToolsError) as local:
         require_tools_for("hardware", no_xilinx)
     overrides = tmp_path / "hardware.yaml"
-    # one CPU and 2 GB so that the test node (not Vivado's sizing) can take the job
+    # sized for the test node, not for Vivado; 2 threads (where the node has them) show threads reach sbatch
+    threads = min(2, cluster.cpus)
     overrides.write_text(yaml.safe_dump({"finn": {"target": "hardware"}, "resources": {
-        "compile_finn_hardware": {"threads": 1, "mem_mb": 2000, "runtime": 10, "boards": {}}}}))
+        "compile_finn_hardware": {"threads": threads, "mem_mb": 2000, "runtime": 10, "boards": {}}}}))
     before = {job["JobIDRaw"] for job in sacct(cluster)}
     summary = f"hw_builds/{MODEL}/{BOARD}/summary.json"
     run = snakemake_slurm(cluster, slurm_run, "--retries", "0", "--forcerun", "compile_finn", summary,
@@ -209,6 +210,7 @@ def test_hardware_build_on_a_node_without_vivado_fails_with_the_local_message(
     assert run.returncode != 0, output[-3000:]
     new_jobs = [job for job in sacct(cluster) if job["JobIDRaw"] not in before]
     assert [(rule_of(j["Comment"]), j["State"]) for j in new_jobs] == [("compile_finn", "FAILED")], output[-3000:]
+    assert (new_jobs[0]["ReqCPUS"], new_jobs[0]["ReqMem"], slurm_minutes(new_jobs[0]["Timelimit"])) == (str(threads), "2000M", 10)
     # the job's Snakemake refuses before the rule starts, so the message is in SLURM's log of the job
     (log,) = (slurm_run / ".snakemake" / "slurm_logs" / "rule_compile_finn").glob(f"*/{new_jobs[0]['JobIDRaw']}.log")
     text = log.read_text()
