@@ -71,6 +71,36 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _interval(value: Any) -> str:
+    return f"[{value[0]}, {value[1]}]" if isinstance(value, list) and len(value) == 2 else NA
+
+
+def range_proof_table(proof: dict[str, Any]) -> str:
+    """summary.json's ``range_proof`` (hw_builds/range_proof.py) as a table: one row per dataflow node."""
+    head = ("node", "op", "mode", "K", "SIMD x PE", "accumulator", "held in", "output", "type", "thresholds", "fits")
+    body = []
+    for r in proof.get("nodes", []):
+        thr = r.get("thresholds") or {}
+        same = thr.get("equivalent_to_reference")
+        thr_text = NA if not thr else (f"{thr.get('count')} per neuron in {thr.get('type')}"
+                                       + ("" if same is None else ", as the reference" if same else ", CHANGED"))
+        folding = f"{r['SIMD']} x {r['PE']}" if "SIMD" in r else NA
+        cells = [r.get("node"), r.get("op_type"), r.get("mode"), r.get("K"), folding,
+                 _interval(r.get("accumulator_interval")), r.get("accumulator_type"),
+                 _interval(r.get("output_interval")), r.get("output_type"), thr_text,
+                 "yes" if r.get("fits") else "NO: " + "; ".join(r.get("problems", []))]
+        body.append("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in cells) + "</tr>")
+    verdict = "every node fits" if proof.get("all_fit") else "NOT every node fits"
+    nodes = {r.get("node") for r in proof.get("nodes", [])}
+    mended = sorted({m["node"] for m in proof.get("type_mends") or [] if m.get("node") in nodes})
+    note = (f"Static range proof ({verdict}; {html.escape(str(proof.get('scope', '')))}): the exact interval of "
+            "every accumulator and output against the type the generated code uses. XNOR layers whose types "
+            f"bnnflow widened from FINN's: {html.escape(', '.join(mended) or 'none')} "
+            "(<code>range_proof.type_mends</code> in summary.json).")
+    return (f"<p class='meta'>{note}</p><div class='table-wrap'><table class='range-proof'><thead><tr>"
+            + "".join(f"<th>{h}</th>" for h in head) + f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
 def bench_tables(data: dict[str, Any], name: str) -> str:
     """A benchmark JSON as people read it: its scalars (dotted keys) in one table, each list of records
     (e.g. xnor.json's ``results``, training.json's ``runs``) as a table of its own."""
@@ -143,6 +173,10 @@ def render_html(inputs: ReportInputs, frame: pd.DataFrame, plots: dict[str, str]
             key = f"layers/{model}/{board}"
             out.append(f"<h3>{html.escape(model)} on {html.escape(board)}</h3>")
             out.append(figure(plots[key], f"per-layer estimates {model} {board}", notes.get(key, "")))
+            build = inputs.builds.get((model, board))
+            proof = pick(build.summary, "range_proof") if build is not None else None
+            if proof:
+                out.append(range_proof_table(proof))
     if inputs.benches:
         out.append("<h2 id='benchmarks'>Benchmarks</h2>")
         for name, data in sorted(inputs.benches.items()):

@@ -99,6 +99,16 @@ def write_build(root: Path, model: str, board: str, speedup: int = 1) -> dict:
         "utilization": {"LUT": total["LUT"] / BOARD_LUTS[board], "BRAM_18K": total["BRAM_18K"] / 280, "URAM": None, "DSP": 0.0},
         "fits": True, "overfull_resources": [], "folding": {}, "verified_steps": ["step_tidy_up"], "verification": [],
         "golden_samples_checked": 100, "build_seconds": 30.0,
+        "range_proof": {"all_fit": True, "scope": "every input", "type_mends": [
+            {"node": "MVAU_hls_0", "K": 784, "finn": {"accDataType": "INT10"}, "bnnflow": {"accDataType": "UINT10"}}],
+            "nodes": [{"node": "MVAU_hls_0", "op_type": "MVAU_hls", "kind": "MVAU", "mode": "popcount", "K": 784,
+                       "SIMD": 49, "PE": 16, "accumulator_interval": [0, 784], "accumulator_type": "UINT10",
+                       "output_interval": [0, 1], "output_type": "BINARY", "fits": True, "problems": [],
+                       "thresholds": {"count": 1, "type": "UINT10", "equivalent_to_reference": True}},
+                      {"node": "LabelSelect_hls_0", "op_type": "LabelSelect_hls", "kind": "LabelSelect",
+                       "mode": "argmax", "K": 10, "accumulator_interval": None, "accumulator_type": None,
+                       "output_interval": [0, 9], "output_type": "UINT8", "fits": True, "problems": [],
+                       "thresholds": None}]},
     }
     _write_json(build / "summary.json", summary)
     return summary

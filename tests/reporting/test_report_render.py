@@ -39,6 +39,10 @@ def test_report_embeds_every_plot_and_the_table(tmp_path: Path) -> None:
     assert "not_measured" in html and "src=\"http" not in html and "<script" not in html  # self-contained, static
     assert len(pd.read_csv(tmp_path / "results/summary.csv")) == len(MODELS) * len(BOARDS)
     assert "results/bench/xnor.json" in html
+    proof_tables = html.split("<table class='range-proof'>")[1:]  # one static range proof per build
+    assert len(proof_tables) == len(MODELS) * len(BOARDS)
+    assert "<td>MVAU_hls_0</td>" in proof_tables[0] and "<td>[0, 784]</td><td>UINT10</td>" in proof_tables[0]
+    assert "widened from FINN's: MVAU_hls_0" in html
 
 
 def test_training_only_run_still_reports(tmp_path: Path) -> None:
