@@ -112,18 +112,19 @@ def step_check_folding_config(model, cfg):
     return model
 
 
-def _folding_problem(inst) -> str | None:
+def folding_problem(inst) -> str | None:
     """FINN's own complaint about a layer's folding (its shape functions assert), or None."""
-    from finn.util.exception import FINNUserError
+    from finn.util.exception import FINNInternalError, FINNUserError
 
     probes = ["get_folded_input_shape", "get_folded_output_shape", "get_instream_width", "get_outstream_width"]
     probes += ["calc_wmem", "calc_tmem"]  # MVAU/VVAU check MH % PE and MW % SIMD only here
+    probes += ["get_ap_int_max_w"]  # HLS layers: no stream (an MVAU's weights included) wider than AP_INT_MAX_W
     for probe in probes:
         try:
             getattr(inst, probe)()
         except (AttributeError, NotImplementedError):  # the layer has no such notion
             continue
-        except (AssertionError, FINNUserError) as exc:
+        except (AssertionError, FINNUserError, FINNInternalError) as exc:
             return str(exc) or f"{probe} failed"
     return None
 
@@ -143,12 +144,12 @@ def step_repair_auto_folding(model, cfg):
         if not node.domain.startswith("finn.custom_op.fpgadataflow"):
             continue
         inst = getCustomOp(node)
-        if "PE" not in inst.get_nodeattr_types() or _folding_problem(inst) is None:
+        if "PE" not in inst.get_nodeattr_types() or folding_problem(inst) is None:
             continue
         chosen = int(inst.get_nodeattr("PE"))
         for pe in range(chosen - 1, 0, -1):
             inst.set_nodeattr("PE", pe)
-            if _folding_problem(inst) is None:
+            if folding_problem(inst) is None:
                 print(f"step_repair_auto_folding: {node.name} PE {chosen} -> {pe} (FINN's choice did not divide its stream)")
                 repairs.append({"layer": node.name, "attribute": "PE", "finn_choice": chosen, "used": pe})
                 break
@@ -172,7 +173,7 @@ def step_check_folding(model, cfg):
         if not node.domain.startswith("finn.custom_op.fpgadataflow"):
             continue
         inst = getCustomOp(node)
-        problem = _folding_problem(inst)
+        problem = folding_problem(inst)
         if problem is not None:
             attrs = {a: inst.get_nodeattr(a) for a in ("PE", "SIMD") if a in inst.get_nodeattr_types()}
             raise FoldingConfigError(f"layer {node.name} ({node.op_type}) folding {attrs} {source} is invalid: {problem}")
@@ -236,14 +237,12 @@ def _name_dma_instances(top) -> None:
         getCustomOp(node).set_nodeattr("instance_name", name)
 
 
-def step_make_zynq_driver(model, cfg):
-    """Write driver/settings.json for the PYNQ driver without Vivado.
+def zynq_top(model, board: str, fpga_part: str, partition_dir: Path):
+    """A copy of the folded HW ``model`` through the graph part of FINN's Zynq build.
 
-    FINN's step_make_driver expects the top-level model of its Zynq build; the graph part of
-    that build (IODMA insertion, data width converters, specialization, floorplan, dataflow
-    partition, as in ZynqBuild; the idma0/odma0 cell names of MakeZYNQProject) needs no Xilinx
-    tool, so it runs here on a copy of the folded model. The returned model is the folded HW
-    model itself, unchanged.
+    IODMA insertion (AXI width ``pynq_native_port_width[board]``), data width converters,
+    specialization, floorplan and dataflow partition, as in ZynqBuild; the partitions are saved
+    in ``partition_dir``. The IODMA cells get MakeZYNQProject's idma0/odma0 names.
     """
     from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
     from finn.transformation.fpgadataflow.floorplan import Floorplan
@@ -253,21 +252,34 @@ def step_make_zynq_driver(model, cfg):
     from finn.util.basic import pynq_native_port_width
     from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
 
-    steps = import_build_steps()
     top = copy.deepcopy(model)
-    part_dir = Path(cfg.output_dir) / "intermediate_models" / "zynq_partitions"
     prefix = [
-        InsertIODMA(pynq_native_port_width[cfg.board]),
+        InsertIODMA(pynq_native_port_width[board]),
         InsertDWC(),
-        SpecializeLayers(cfg._resolve_fpga_part()),
+        SpecializeLayers(fpga_part),
         Floorplan(),
-        CreateDataflowPartition(partition_model_dir=str(part_dir)),
+        CreateDataflowPartition(partition_model_dir=str(partition_dir)),
     ]
     for transformation in prefix:
         top = top.transform(transformation)
         top = top.transform(GiveUniqueNodeNames())
         top = top.transform(GiveReadableTensorNames())
     _name_dma_instances(top)
+    return top
+
+
+def step_make_zynq_driver(model, cfg):
+    """Write driver/settings.json for the PYNQ driver without Vivado.
+
+    FINN's step_make_driver expects the top-level model of its Zynq build; the graph part of
+    that build (IODMA insertion, data width converters, specialization, floorplan, dataflow
+    partition, as in ZynqBuild; the idma0/odma0 cell names of MakeZYNQProject) needs no Xilinx
+    tool, so it runs here on a copy of the folded model. The returned model is the folded HW
+    model itself, unchanged.
+    """
+    steps = import_build_steps()
+    part_dir = Path(cfg.output_dir) / "intermediate_models" / "zynq_partitions"
+    top = zynq_top(model, cfg.board, cfg._resolve_fpga_part(), part_dir)
     top = steps.step_make_driver(top, cfg)
     top.save(str(Path(cfg.output_dir) / "intermediate_models" / "zynq_top.onnx"))
     return model
