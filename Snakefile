@@ -22,6 +22,7 @@ include: "workflow/rules/deploy.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/bench_training.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/dse.smk"
 
 
 rule all:

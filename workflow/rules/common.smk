@@ -1,6 +1,8 @@
 # Shared helpers for the rules: wildcard constraints, data set choice per model, the targets of `all`.
+import json
 import re
 import sys
+from pathlib import Path
 
 MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12]"
 BOARD_RE = r"[A-Za-z0-9_-]+"
@@ -92,3 +94,23 @@ def finn_build_resources(board: str) -> dict:
 def finn_build_resource(key: str):
     """A resource callable for compile_finn: finn_build_resources(board)[key], times attempt for memory/runtime."""
     return lambda wildcards, attempt: finn_build_resources(wildcards.board)[key] * attempt
+
+
+# The design-space exploration's settings (`snakemake dse`); a config without a dse section sweeps nothing.
+DSE = config.get("dse", {})
+
+
+def dse_searches() -> list[str]:
+    """The search result of every model x board of the sweep (plain paths, so a dry run lists every search)."""
+    return [f"results/dse/{m}/{b}/search.json" for m in DSE.get("models", []) for b in DSE.get("boards", [])]
+
+
+def dse_builds(wildcards) -> list[str]:
+    """The build and package of every search that found a fitting design (read from its result: a checkpoint)."""
+    builds = []
+    for model in DSE.get("models", []):
+        for board in DSE.get("boards", []):
+            search = checkpoints.search_folding.get(model=model, board=board).output.search
+            if DSE.get("build", True) and json.loads(Path(search).read_text())["status"] == "fits":
+                builds += [f"hw_builds/{model}/{board}/dse/summary.json", f"hw_builds/{model}/{board}/dse/deploy"]
+    return builds
