@@ -1,0 +1,77 @@
+"""The search's selection is exact: the dynamic programme equals brute force on random option sets."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from hw_builds.dse.search import cheapest, fastest
+from hw_builds.dse.space import LayerOption, prune
+
+
+def random_options(rng: np.random.Generator, layers: int, per_layer: int) -> dict[str, list[LayerOption]]:
+    out = {}
+    for i in range(layers):
+        opts = []
+        for _ in range(per_layer):
+            par = int(rng.integers(1, 64))
+            cycles = int(4096 // par)
+            lut = float(300 + par * rng.integers(10, 40))
+            bram = float(rng.integers(0, 20))
+            opts.append(LayerOption({"PE": par}, cycles, (lut, bram, 0.0, float(rng.integers(0, 2)))))
+        out[f"L{i}"] = prune(opts)
+    return out
+
+
+def brute_force(options, max_cycles, budget):
+    best = None
+    for combo in itertools.product(*options.values()):
+        if any(o.cycles > max_cycles for o in combo):
+            continue
+        cost = tuple(sum(o.cost[k] for o in combo) for k in range(4))
+        if all(c <= budget.get(r, math.inf) for c, r in zip(cost, ("LUT", "BRAM_18K", "URAM", "DSP"))):
+            best = cost if best is None or cost < best else best
+    return best
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_cheapest_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    options = random_options(rng, layers=int(rng.integers(1, 5)), per_layer=int(rng.integers(1, 7)))
+    budget = {"LUT": float(rng.integers(500, 4000)), "BRAM_18K": float(rng.integers(5, 60)), "DSP": 2.0}
+    for max_cycles in sorted({o.cycles for opts in options.values() for o in opts}):
+        got = cheapest(options, max_cycles, budget)
+        want = brute_force(options, max_cycles, budget)
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert got.cost == pytest.approx(want)
+            assert got.max_cycles <= max_cycles
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fastest_is_the_fastest_feasible(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    options = random_options(rng, layers=3, per_layer=5)
+    budget = {"LUT": float(rng.integers(800, 5000)), "BRAM_18K": 40.0}
+    sel, t = fastest(options, budget)
+    feasible = [c for c in sorted({o.cycles for opts in options.values() for o in opts})
+                if brute_force(options, c, budget) is not None]
+    if not feasible:
+        assert sel is None and t is None
+    else:
+        assert t == feasible[0] and sel.max_cycles <= t
+
+
+def test_io_floor_stops_the_search_at_the_dma() -> None:
+    """Faster than the I/O bound gains nothing: the search stops at the floor and takes the cheapest there."""
+    options = {"L0": [LayerOption({"PE": p}, 1024 // p, (100.0 * p, 0.0, 0.0, 0.0)) for p in (1, 2, 4, 8, 16)]}
+    sel, t = fastest(options, {"LUT": 10_000}, floor_cycles=200)
+    assert t == 200 and sel.choice["L0"].attrs == {"PE": 8}  # 128 cycles: the cheapest option <= 200
+
+
+def test_nothing_fits_gives_none() -> None:
+    options = {"L0": [LayerOption({"PE": 1}, 100, (500.0, 0.0, 0.0, 0.0))]}
+    assert fastest(options, {"LUT": 100}) == (None, None)
