@@ -1,0 +1,43 @@
+"""`snakemake dse` is its own target: its dry run plans one search per model x board, and `all` has none."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dry_run(tmp_path: Path, *targets: str) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", *targets],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def job_count(plan: str, rule: str) -> int:
+    """The count of ``rule`` in the dry run's job-stats table."""
+    for line in plan.split("Job stats:")[1].splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == rule:
+            return int(parts[1])
+    return 0
+
+
+def test_dse_dry_run_plans_every_search(tmp_path: Path) -> None:
+    import yaml
+
+    dse = yaml.safe_load((REPO / "workflow" / "config.yaml").read_text())["dse"]
+    plan = dry_run(tmp_path, "dse")
+    assert job_count(plan, "search_folding") == len(dse["models"]) * len(dse["boards"])
+    assert job_count(plan, "summarize_dse") == 1
+    for board in dse["boards"]:
+        assert f"results/dse/lfc_w2a2/{board}/search.json" in plan
+
+
+def test_all_does_not_run_the_sweep(tmp_path: Path) -> None:
+    plan = dry_run(tmp_path, "all")
+    assert job_count(plan, "search_folding") == 0 and "summarize_dse" not in plan
