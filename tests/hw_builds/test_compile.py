@@ -115,10 +115,19 @@ def test_folding_file_with_unknown_attribute(exported_tfc, tmp_path):
         compile_finn(*exported_tfc, tmp_path / "b", "Pynq-Z1", target_fps=None, folding_config=path, verify_samples=2, progress=False)
 
 
-def test_design_that_does_not_fit(exported_tfc, tmp_path):
-    """Half-unfolding the 784x64 layer needs more LUTs than the Zynq-7020 has: refused, layer named."""
+def test_weight_stream_wider_than_ap_int_max_w(exported_tfc, tmp_path):
+    """PE 32 x SIMD 392 makes a 12,544-bit weight stream: FINN's HLS limit (AP_INT_MAX_W 8191) refuses it up front."""
     path = tmp_path / "fold.json"
     path.write_text(json.dumps({"MVAU_hls_0": {"PE": 32, "SIMD": 392}}))
+    with pytest.raises(FoldingConfigError, match=r"MVAU_hls_0 .*AP_INT_MAX_W to be set to 12544"):
+        compile_finn(*exported_tfc, tmp_path / "b", "Pynq-Z1", target_fps=None, folding_config=path,
+                     mvau_wwidth_max=100_000, verify_samples=2, progress=False)
+
+
+def test_design_that_does_not_fit(exported_tfc, tmp_path):
+    """Unfolding the first two layers (PE 64 each) needs more LUTs than the Zynq-7020 has: refused, layer named."""
+    path = tmp_path / "fold.json"
+    path.write_text(json.dumps({"MVAU_hls_0": {"PE": 64, "SIMD": 112}, "MVAU_hls_1": {"PE": 64, "SIMD": 64}}))
     with pytest.raises(DesignDoesNotFitError, match=r"LUT: estimated \d+ exceeds Pynq-Z1's 53200 .*layer MVAU_hls_0"):
         compile_finn(*exported_tfc, tmp_path / "b", "Pynq-Z1", target_fps=None, folding_config=path,
                      mvau_wwidth_max=100_000, verify_samples=2, progress=False)
