@@ -205,17 +205,56 @@ def plot_setfolding(rows: list[dict]):
     return fig
 
 
+def _html_table(rows: list[dict]) -> str:
+    import html
+
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:,.1f}" if abs(v) < 1e4 else f"{v:,.0f}"
+        return html.escape("" if v is None else str(v))
+
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(k))}</td>" for k in keys) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_page(rows: list[dict], sf_rows: list[dict], pngs: dict[str, bytes]) -> str:
+    """One self-contained page: both plots (embedded) and both tables."""
+    import base64
+
+    imgs = "".join(f'<h2>{title}</h2><img alt="{title}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+                   for title, data in pngs.items())
+    style = "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:11px}" \
+            "td,th{border:1px solid #ccc;padding:2px 4px}img{max-width:100%}"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>bnnflow design-space exploration</title>"
+            f"<style>{style}</style></head><body><h1>Design-space exploration</h1>"
+            "<p>FINN's analytical estimates (images/s = clock / slowest layer's cycles, capped by the DMA's I/O bound; "
+            "LUT / BRAM_18K of the dataflow layers). Stars are published on-board measurements, not estimates.</p>"
+            f"{imgs}<h2>Best design per model x board</h2>{_html_table(rows)}"
+            f"<h2>SetFolding vs the search at the same throughput</h2>{_html_table(sf_rows)}</body></html>")
+
+
 def summarize(searches: list, builds: list, metrics: list, csv_path, json_path, pareto_png, setfolding_png,
-              setfolding_csv) -> list[dict]:
-    """Write summary.csv / .json, the Pareto plot, the SetFolding table and plot; return the summary rows."""
+              setfolding_csv, html_path=None) -> list[dict]:
+    """Write summary.csv / .json, the Pareto plot, the SetFolding table and plot (and an HTML page of all
+    of it at ``html_path``); return the summary rows."""
     import matplotlib.pyplot as plt
 
     rows = summary_rows(searches, builds, metrics)
     sf_rows = setfolding_rows(searches)
-    for fig_fn, data, out in ((plot_pareto, rows, pareto_png), (plot_setfolding, sf_rows, setfolding_png)):
+    pngs = {}
+    for title, fig_fn, data, out in (("Accuracy vs images/s vs LUT (Pareto front)", plot_pareto, rows, pareto_png),
+                                     ("LUT of SetFolding and of the search", plot_setfolding, sf_rows, setfolding_png)):
         fig = fig_fn(data)
-        write_bytes_atomic(Path(out), _png(fig))
+        pngs[title] = _png(fig)
+        write_bytes_atomic(Path(out), pngs[title])
         plt.close(fig)
+    if html_path is not None:
+        write_bytes_atomic(Path(html_path), html_page(rows, sf_rows, pngs).encode())
     write_bytes_atomic(Path(setfolding_csv), _csv_bytes(sf_rows))
     write_json_atomic(Path(json_path), {"designs": rows, "setfolding": sf_rows})
     write_bytes_atomic(Path(csv_path), _csv_bytes(rows))

@@ -136,3 +136,30 @@ def test_bad_fabric_limit_is_refused() -> None:
 
     with pytest.raises(ValueError, match="LUT=1.5"):
         fabric_budget("Pynq-Z1", {"LUT": 1.5})
+
+
+def test_summary_table_plots_and_page(tfc_search, tmp_path) -> None:
+    import csv
+
+    from hw_builds.dse.summary import summarize
+
+    result, folding = tfc_search
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"model": "tfc_w1a1", "test_accuracy": 0.9467}))
+    out = {k: tmp_path / f"{k}" for k in ("csv", "json", "pareto", "setfolding", "table", "html")}
+    rows = summarize([folding.parent / "search.json"], [], [metrics], out["csv"], out["json"], out["pareto"],
+                     out["setfolding"], out["table"], html_path=out["html"])
+    table = list(csv.DictReader(out["csv"].open()))
+    assert len(rows) == len(table) == 1 and table[0]["bound"] == "io" and table[0]["built"] == "False"
+    assert float(table[0]["test_accuracy_pct"]) == pytest.approx(94.67)
+    assert len(list(csv.DictReader(out["table"].open()))) == len(SF_TARGETS)
+    for png in (out["pareto"], out["setfolding"]):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out["html"].read_text().count("data:image/png;base64,") == 2
+
+
+def test_pareto_front_keeps_only_unbeaten_points() -> None:
+    from hw_builds.dse.summary import pareto_front
+
+    pts = [(1e5, 95.0), (1e6, 94.0), (5e5, 93.0), (1e6, 92.0), (2e4, 96.0)]
+    assert pareto_front(pts) == [(2e4, 96.0), (1e5, 95.0), (1e6, 94.0)]

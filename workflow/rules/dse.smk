@@ -95,6 +95,7 @@ rule summarize_dse:
         pareto=report("results/dse/pareto.png", category="Design-space exploration", labels={"file": "pareto"}),
         setfolding=report("results/dse/setfolding.png", category="Design-space exploration", labels={"file": "setfolding"}),
         table="results/dse/setfolding.csv",
+        html=report("results/dse/report.html", category="Design-space exploration", labels={"file": "report.html"}),
     log:
         "logs/summarize_dse/summary.log",
     resources:

@@ -15,4 +15,5 @@ summarize(
     pareto_png=snakemake.output.pareto,  # noqa: F821
     setfolding_png=snakemake.output.setfolding,  # noqa: F821
     setfolding_csv=snakemake.output.table,  # noqa: F821
+    html_path=snakemake.output.html,  # noqa: F821
 )
