@@ -99,7 +99,7 @@ def test_chosen_folding_builds_and_finn_agrees(tfc_search, exported_tfc, tmp_pat
     """The winning folding is legal for FINN: compile_finn verifies every step, and FINN's estimate of the
     build (cycles, LUT, BRAM_18K, URAM, DSP) is exactly the search's claim."""
     from hw_builds.compile import compile_finn
-    from hw_builds.dse.summary import _check_build
+    from reporting.dse import _check_build
 
     result, folding = tfc_search
     onnx_path, golden = exported_tfc
@@ -141,7 +141,7 @@ def test_bad_fabric_limit_is_refused() -> None:
 def test_summary_table_plots_and_page(tfc_search, tmp_path) -> None:
     import csv
 
-    from hw_builds.dse.summary import summarize
+    from reporting.dse import summarize
 
     result, folding = tfc_search
     metrics = tmp_path / "metrics.json"
@@ -159,7 +159,7 @@ def test_summary_table_plots_and_page(tfc_search, tmp_path) -> None:
 
 
 def test_pareto_front_keeps_only_unbeaten_points() -> None:
-    from hw_builds.dse.summary import pareto_front
+    from reporting.dse import pareto_front
 
     pts = [(1e5, 95.0), (1e6, 94.0), (5e5, 93.0), (1e6, 92.0), (2e4, 96.0)]
     assert pareto_front(pts) == [(2e4, 96.0), (1e5, 95.0), (1e6, 94.0)]

@@ -1,10 +1,10 @@
-"""Snakemake script: the sweep's table, Pareto plot and SetFolding comparison (logic in hw_builds.dse.summary)."""
+"""Snakemake script: the sweep's table, Pareto plot and SetFolding comparison (logic in reporting.dse)."""
 
 import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
-from hw_builds.dse.summary import summarize  # noqa: E402
+from reporting.dse import summarize  # noqa: E402
 
 summarize(
     searches=snakemake.input.searches,  # noqa: F821

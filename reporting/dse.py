@@ -1,4 +1,4 @@
-"""The sweep in one table and two plots: the Pareto front per board and the SetFolding comparison.
+"""The design-space sweep in one table and two plots: the Pareto front per board and the SetFolding comparison.
 
 summary.csv has one row per model x board: the search's best design (FINN's estimated images/s, the
 bound it hits, LUT / BRAM_18K / URAM / DSP), its I/O bound, the host-thresholded alternative,
@@ -15,13 +15,8 @@ import json
 from pathlib import Path
 
 from host.atomic import write_bytes_atomic, write_json_atomic
+from reporting.references import throughput_references
 
-# Published on-board (or on-device) figures beside ours (TOOLCHAIN.md references): model, images/s, accuracy %, where.
-PUBLISHED = (
-    ("tfc_w1a1", 837_019, 92.96, "finn-examples, Pynq board"),
-    ("lfc_w1a1", 356_633, 98.40, "BNN-PYNQ, Pynq board"),
-    ("sfc_w1a1", 12_300_000, 95.8, "FINN paper, ZC706"),
-)
 RES = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 
@@ -154,9 +149,13 @@ def plot_pareto(rows: list[dict]):
         ios = sorted({r["io_bound_images_per_s"] for r in rows if r["board"] == board})
         for i, fps in enumerate(ios):
             ax.axvline(fps, color="crimson", lw=1, ls=":", label="I/O bound (DMA)" if i == 0 else None)
-        for model, fps, acc, where in PUBLISHED:
-            ax.scatter([fps], [acc], marker="*", s=90, facecolors="none", edgecolors="black", zorder=4)
-            ax.annotate(f"{model} ({where})", (fps, acc), fontsize=6, xytext=(4, -9), textcoords="offset points")
+        for ref in throughput_references():  # published, measured on boards (reporting/references.py)
+            if ref.dataset != "mnist":
+                continue
+            ax.scatter([ref.throughput_fps], [ref.accuracy_pct], marker="*", s=90, facecolors="none",
+                       edgecolors="black", zorder=4)
+            ax.annotate(f"{ref.model} ({ref.source})", (ref.throughput_fps, ref.accuracy_pct), fontsize=6,
+                        xytext=(4, -9), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_title(f"{board}: accuracy vs images/s (FINN estimate)")
         ax.set_xlabel("images/s (estimated; stars: published, measured)")
