@@ -122,7 +122,7 @@ def read_generated_types(node_dir: Path) -> dict[str, object]:
     """The types a node's generated sources use (empty where there are none).
 
     Keys: ``threshold_type`` / ``threshold_out_type`` / ``act_val`` (thresh.h, HLS ThresholdsActivation),
-    ``out_slice`` (TDstI Slice<...> of the MVAU call), ``passthrough_type`` (PassThroughActivation<...>),
+    ``in_slice`` / ``out_slice`` (TSrcI / TDstI Slice<...> of the MVAU call), ``passthrough_type`` (PassThroughActivation<...>),
     ``labelselect_in`` / ``labelselect_out`` (LabelSelect_Batch), ``rtl`` (parameters of an RTL
     thresholding: WI, WT, N, SIGNED, BIAS, O_BITS), ``simd`` / ``pe`` / ``mw`` (the MVAU #defines).
     """
@@ -139,9 +139,13 @@ def read_generated_types(node_dir: Path) -> dict[str, object]:
             found.update(threshold_type=m.group(4), threshold_out_type=m.group(5), act_val=int(m.group(6)))
     for top in node_dir.glob("top_*.cpp"):
         text = top.read_text()
-        m = re.search(r"Matrix_Vector_Activate(?:_Stream)?_Batch<[^;]*?Slice<" + _AP + r">", text)
+        # template arguments MW1, MH1, SIMD1, PE1, [MMV,] TSrcI, TDstI, TWeightI
+        m = re.search(r"Matrix_Vector_Activate(?:_Stream)?_Batch<\s*MW1\s*,\s*MH1\s*,\s*SIMD1\s*,\s*PE1\s*,\s*"
+                      r"(?:\d+\s*,\s*)?(Recast<\w+>|Slice<" + _AP + r">|Identity)\s*,\s*Slice<" + _AP + r">", text)
         if m:
-            found["out_slice"] = m.group(1)
+            found["out_slice"] = m.group(3)
+            if m.group(2):
+                found["in_slice"] = m.group(2)
         m = re.search(r"PassThroughActivation<" + _AP + r">", text)
         if m:
             found["passthrough_type"] = m.group(1)
@@ -226,6 +230,8 @@ def _prove_mvau(model, node, inst, in_iv, ref_thr, gen) -> dict:
     row.update(output_type=odt.name, output_interval=list(out_iv))
     if not _fits(out_iv, odt):
         problems.append(f"output interval {list(out_iv)} does not fit outputDataType {odt.name}")
+    if gen.get("in_slice") and gen["in_slice"] != _hls(idt):
+        problems.append(f"generated input Slice<{gen['in_slice']}> differs from inputDataType {_hls(idt)}")
     if gen.get("out_slice") and gen["out_slice"] != _hls(odt):
         problems.append(f"generated Slice<{gen['out_slice']}> differs from outputDataType {_hls(odt)}")
     for key, attr in (("mw", "K"), ("simd", "SIMD"), ("pe", "PE")):

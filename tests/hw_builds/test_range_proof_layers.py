@@ -184,3 +184,9 @@ def test_generated_types_are_read_from_hls_sources(tmp_path):
     assert found["out_slice"] == "ap_int<7>" and found["passthrough_type"] == "ap_int<7>"
     assert (found["mw"], found["simd"], found["pe"]) == (784, 49, 16)
     assert read_generated_types(tmp_path / "missing") == {}
+    # a bit-plane layer's call slices its input too (TSrcI), before the output slice (TDstI)
+    (node / "top_MVAU_hls_0.cpp").write_text(
+        "Matrix_Vector_Activate_Stream_Batch<MW1, MH1, SIMD1, PE1, Slice<ap_int<8>>, Slice<ap_uint<1>>, "
+        "Recast<Binary>, ap_uint<1> >(in0_V, out0_V, in1_V, threshs, numReps, ap_resource_lut());")
+    found = read_generated_types(node)
+    assert found["in_slice"] == "ap_int<8>" and found["out_slice"] == "ap_uint<1>"
