@@ -286,7 +286,8 @@ def exact_network(model) -> ExactNetwork:
     nchw = False
     consumed = {n.output[0] for n in model.graph.node if n.op_type in ("BipolarQuant", "Quant")
                 and model.get_initializer(n.input[0]) is not None}
-    for node in model.graph.node:
+    tail: list = []
+    for index, node in enumerate(model.graph.node):
         op, where = node.op_type, f"node {node.name} ({node.op_type})"
         if op in ("BipolarQuant", "Quant") and model.get_initializer(node.input[0]) is not None:
             continue  # a weight quantizer, read with its MatMul / Conv
@@ -353,12 +354,21 @@ def exact_network(model) -> ExactNetwork:
             pending["eps"] = _frac(eps)
             continue
         if pending is not None and pending["bn"] is None:
-            break  # the last layer's outputs: TensorNorm's Sub / Div / Mul / Add rank the classes alike
+            tail = list(model.graph.node)[index:]  # the last layer's outputs: TensorNorm's Sub / Div / Mul / Add
+            break
         raise ExactFunctionError(f"{where}: node not covered by the exact definition")
     if input_quant is None:
         raise ExactFunctionError("no input quantizer found")
     if pending is None or pending["bn"] is not None:
         raise ExactFunctionError("the graph does not end in a quantized layer without batch norm")
+    for node in tail:  # the output affine must keep the order of the last layer's I (top-1 = its argmax)
+        c = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type in ("Mul", "Div") and (c is None or np.any(np.asarray(c) <= 0)):
+            raise ExactFunctionError(f"node {node.name} ({node.op_type}): the output scale is not a positive "
+                                     f"constant, so top-1 would not be the largest dot product of the last layer")
+        if node.op_type not in ("Mul", "Div", "Add", "Sub"):
+            raise ExactFunctionError(f"node {node.name} ({node.op_type}): only Mul / Div / Add / Sub by constants may "
+                                     f"follow the last layer")
     layers.append(ExactLayer(pending["w"], pending["in_quant"], None, None, conv=pending["conv"]))
     net = ExactNetwork((mul, add), input_quant, input_thresholds((mul, add), input_quant), layers, nchw)
     for i, layer in enumerate(layers):

@@ -242,3 +242,19 @@ def test_unmappable_weights_are_refused_by_layer_and_neuron(monkeypatch, mnist_x
     hw.set_initializer(mvau.input[1], negated)
     with pytest.raises(ExactThresholdError, match="layer 0 neuron 3: batch norm gamma is positive but FINN negated"):
         set_exact_thresholds(hw, result["net"])
+
+
+def test_negative_output_scale_is_refused(monkeypatch, tmp_path):
+    """TensorNorm with a negative scale would make top-1 the smallest dot product: refused, node named."""
+    from hw_builds.exact_function import ExactFunctionError, exact_network_from_file
+    from models.export import export_qonnx
+    from models.tensor_norm import TensorNorm
+
+    use_widths(monkeypatch, (16,))
+    model = random_model("tfc_w1a1", seed=16)
+    norm = next(m for m in model.modules() if isinstance(m, TensorNorm))
+    with torch.no_grad():
+        norm.weight.fill_(-1.0)
+    path = export_qonnx(model, tmp_path / "model.onnx", (1, 1, 28, 28))
+    with pytest.raises(ExactFunctionError, match=r"\(Mul\): the output scale is not a positive constant"):
+        exact_network_from_file(path)
