@@ -8,8 +8,11 @@ BOARD_VENV ?= .venv-board
 APT_PACKAGES := chromium dataset-fashion-mnist
 # Debian packages of the SLURM test: tests/workflow/test_slurm.py starts a single-node SLURM 22.05 with them.
 SLURM_APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
+# Debian packages of the board-CPU tests (tests/board_cpu): QEMU user-mode emulation and mmdebstrap, which builds
+# the ARMv7 / AArch64 Debian root file systems that host/ is tested in (cached in ~/.cache/bnnflow, see README).
+BOARD_CPU_APT_PACKAGES := qemu-user-static binfmt-support mmdebstrap
 
-.PHONY: all env board-env system-deps slurm-deps test
+.PHONY: all env board-env system-deps slurm-deps board-cpu-deps test
 all: env
 	$(VENV)/bin/snakemake all
 
@@ -45,7 +48,15 @@ slurm-deps:
 	  else echo "missing Debian packages:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	fi
 
-test: env board-env system-deps slurm-deps
+# The same install for the board-CPU tests' packages (the root file systems are built by the tests, cached).
+board-cpu-deps:
+	@missing=""; for p in $(BOARD_CPU_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+
+test: env board-env system-deps slurm-deps board-cpu-deps
 	$(VENV)/bin/python -m pytest -m "not board_env"
 	# host/ runs on the board: its tests again, in the numpy<2 + pynq + finn-plus-driver environment
 	$(BOARD_VENV)/bin/python -m pytest tests/host

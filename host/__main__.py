@@ -1,7 +1,8 @@
-"""Command line: ``python -m host validate --package DIR --backend board|emulation --out FILE``.
+"""Command line: ``python -m host validate --package DIR --backend board|emulation|replay --out FILE``.
 
 Exit status: 0 = exact agreement with the XNOR reference and no failed budget; 1 = a disagreement
-or a failed budget (the report says which); 2 = refused input (package, data, backend), with a
+or a failed budget (the report says which), or, replaying, an image this CPU packs into bytes the
+recording lacks; 2 = refused input (package, data, backend, recording), with a
 one-line message naming the file and what is wrong.
 
 ``--backend board`` is opened by host/ itself; ``--backend emulation`` only where the FINN side hands
@@ -28,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="accelerator vs XNOR reference on the package's test set")
     v.add_argument("--package", required=True, help="deployment package directory (has manifest.json)")
-    v.add_argument("--backend", choices=BACKENDS, default="board", help="board (PYNQ) or emulation (FINN, build host)")
+    v.add_argument("--backend", choices=BACKENDS, default="board",
+                   help="board (PYNQ), emulation (FINN, build host) or replay (recorded answers, --replay)")
+    v.add_argument("--replay", default=None, help="replay backend: the recording (host/replay.py) to answer from")
     v.add_argument("--out", default="validation.json", help="where to write the JSON report")
     v.add_argument("--batch-size", type=int, default=None, help="batch N for throughput (default: package config)")
     v.add_argument("--latency-repeats", type=int, default=None, help="batch-1 runs for p50/p99 (default: package config)")
@@ -39,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, openers: Mapping[str, Opener] | None = None) -> int:
     """Run the command line ``argv``; ``openers`` supplies backends host/ does not open itself. Returns the exit status."""
     args = _parser().parse_args(argv)
+    from host.replay import ReplayMismatch
     from host.validate import validate_package
     from host.xnor_format import XnorFormatError
 
@@ -51,7 +55,11 @@ def main(argv: list[str] | None = None, openers: Mapping[str, Opener] | None = N
             latency_repeats=args.latency_repeats,
             limit=args.limit,
             openers=openers,
+            replay=args.replay,
         )
+    except ReplayMismatch as err:
+        print(f"host validate: FAILED: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except (PackageError, SettingsError, PackingError, XnorFormatError, BackendUnavailable, ValueError, TypeError) as err:
         print(f"host validate: refused: {err}", file=sys.stderr)
         return EXIT_REFUSED

@@ -1,12 +1,13 @@
-"""One accelerator interface, two backends: the PYNQ board and the FINN emulation used in CI.
+"""One accelerator interface, three backends: the PYNQ board, the FINN emulation used in CI, and the
+replay of an accelerator's recorded answers on another CPU (host/replay.py).
 
 Both take a batch packed exactly as the driver ``settings.json`` describes (uint8, (N,
 *ishape_packed)) and return the packed output buffer (uint8, (N, *oshape_packed)), so the packing,
 folding and I/O layout that the board sees are exercised in CI too. Packing lives in
 :mod:`host.packing`; everything here is numpy only.
 
-host/ knows only this interface and the board: ``host.board`` (pynq + finn-plus-driver, imported
-lazily) is the one backend it opens itself. Any other backend is handed in by the caller as an
+host/ knows only this interface, the board and the replay: ``host.board`` (pynq + finn-plus-driver,
+imported lazily) and ``host.replay`` (numpy) are the backends it opens itself. Any other backend is handed in by the caller as an
 *opener* (``openers={"emulation": ...}``): the FINN emulation is supplied by the FINN side
 (``python -m hw_builds.validate_emulated``, the validate_accelerator rule), never imported from here,
 so the code copied to a board has no arrow into hw_builds/.
@@ -22,7 +23,7 @@ import numpy as np
 
 from host.packing import DriverSettings
 
-BACKENDS = ("board", "emulation")
+BACKENDS = ("board", "emulation", "replay")
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,14 @@ SUPPLIED_ELSEWHERE = {
 }
 
 
-def open_accelerator(backend: str, package, batch_size: int, openers: Mapping[str, Opener] | None = None) -> Accelerator:
+def open_accelerator(backend: str, package, batch_size: int, openers: Mapping[str, Opener] | None = None,
+                     replay: str | None = None) -> Accelerator:
     """Open ``backend`` on a verified deployment package (host.package.Package).
 
-    ``board`` is opened here (lazily: pynq + finn-plus-driver); any other backend only through
-    ``openers`` (name -> ``opener(package, batch_size)``), which the caller supplies. Raises
-    :class:`BackendUnavailable` for a backend nobody supplied, with where it comes from.
+    ``board`` and ``replay`` are opened here (lazily: pynq + finn-plus-driver; host/replay.py, which needs
+    ``replay``, the recording to answer from); any other backend only through ``openers`` (name ->
+    ``opener(package, batch_size)``), which the caller supplies. Raises :class:`BackendUnavailable` for a
+    backend nobody supplied, with where it comes from.
     """
     if openers and backend in openers:
         return openers[backend](package, batch_size)
@@ -102,6 +105,12 @@ def open_accelerator(backend: str, package, batch_size: int, openers: Mapping[st
         return BoardAccelerator(package, batch_size=batch_size)
     if backend in SUPPLIED_ELSEWHERE:
         raise BackendUnavailable(SUPPLIED_ELSEWHERE[backend])
+    if backend == "replay":
+        if replay is None:
+            raise BackendUnavailable("the replay backend needs --replay FILE (a recording made by host.replay.record_replay)")
+        from host.replay import ReplayAccelerator
+
+        return ReplayAccelerator.open(package, replay)
     raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -62,6 +62,7 @@ def validate_package(
     reference_backend: str = "auto",
     accelerator=None,
     openers: Mapping[str, Opener] | None = None,
+    replay: str | Path | None = None,
 ) -> dict:
     """Validate a deployment package with ``backend`` ("board" or "emulation"); return the report.
 
@@ -69,7 +70,8 @@ def validate_package(
     N test images only. The report is written to ``out_path`` (atomically) when given.
     ``accelerator`` replaces the backend that ``backend`` names (tests drive their own);
     ``openers`` supplies backends host/ does not open itself (see host.accelerator.open_accelerator:
-    the FINN side hands in the emulation).
+    the FINN side hands in the emulation). ``replay`` is the recording the "replay" backend answers from
+    (host/replay.py); its ReplayMismatch propagates.
     """
     from host.xnor import XnorReference  # after the manifest check: it reads xnor_model.npz
 
@@ -93,7 +95,7 @@ def validate_package(
         )
 
     x_acc = pkg.settings.from_nchw(x)  # (N, *ishape_normal): the accelerator's input layout
-    acc = accelerator if accelerator is not None else open_accelerator(backend, pkg, batch_size, openers)
+    acc = accelerator if accelerator is not None else open_accelerator(backend, pkg, batch_size, openers, replay=replay)
     try:
         reference.predict(x[:1], batch_size=1)  # warm-up (numba compiles on first use), not timed
         bar, tick = _progress(len(x), f"{backend} accelerator")
@@ -178,6 +180,13 @@ def validate_package(
         report["accelerator"]["batch"]["note"] = (
             "wall time of FINN's python emulation on this CPU, not accelerator speed; see latency for FINN's estimate"
         )
+    if backend == "replay":
+        report["accelerator"]["batch"]["note"] = (
+            f"lookups of outputs recorded by the {acc.recorded_backend} backend on {acc.recorded_on}, not accelerator speed; "
+            "see latency for FINN's estimate"
+        )
+        report["accelerator"]["recording"] = {"path": str(acc.path), "recorded_on": acc.recorded_on,
+                                              "recorded_backend": acc.recorded_backend}
     if out_path is not None:
         write_json_atomic(out_path, report)
     return report

@@ -102,3 +102,76 @@ def random_conv_model(rng: np.random.Generator, input_shape: tuple[int, int, int
         bits, k = 1, m
     return XnorModel(input_thresholds=input_thr, layers=layers, **_random_output(rng, classes),
                      input_shape=tuple(input_shape), meta={"source": "random"})
+
+
+FAMILIES = ("tfc", "sfc", "lfc", "cnv")
+
+
+def _sorted_thresholds(rng: np.random.Generator, rows: int, t: int, centre: float, scale: float) -> np.ndarray:
+    """(rows, t) sorted int32 thresholds drawn around ``centre`` with spread ``scale`` (where trained ones sit)."""
+    return np.sort(np.rint(rng.normal(centre, scale, size=(rows, t))), axis=1).astype(np.int32)
+
+
+def _family_layer(rng: np.random.Generator, k: int, m: int, weight_bits: int, act_bits: int, act_bias: int,
+                  conv: ConvGeometry | None) -> XnorLayer:
+    """One layer: +1/-1 weights (weight_bits 1) or ternary {-1, 0, +1} as a +1 and a -1 mask (2)."""
+    if weight_bits == 1:
+        return XnorLayer(k, m, _random_weights(rng, m, k), None, act_bits=act_bits, act_bias=act_bias, conv=conv)
+    w = rng.choice(np.array([-1, 1]), size=(m, k)) * (rng.random((m, k)) >= 0.3)  # about 30 % zeros
+    pack = lambda b: np.packbits(b.astype(np.uint8), axis=1, bitorder="little")  # noqa: E731
+    return XnorLayer(k, m, pack(w > 0), None, act_bits=act_bits, act_bias=act_bias, conv=conv, weight_bits=2,
+                     weights_neg=pack(w < 0))
+
+
+def random_family_model(family: str, weight_bits: int, act_bits: int, rng: np.random.Generator) -> XnorModel:
+    """A random model shaped like a bnn_pynq family as FINN builds it: ``family`` in FAMILIES, w1a1 / w1a2 / w2a2.
+
+    TFC/SFC/LFC: the widths of MLP_WIDTHS on a (1, 28, 28) image, the pixels thresholded to an
+    ``act_bits``-bit code; CNV: CNV_CONVS and CNV_FC on a (3, 32, 32) image with the 8-bit input code
+    (255 thresholds per channel, value code - 128). Hidden activations are ``act_bits`` wide: 1 = XNOR
+    layers, 2 = bit-plane layers with values code - 2 ({-2, -1, 0, 1}, Brevitas' signed 2-bit
+    activation). ``weight_bits`` 2 gives ternary weights. Thresholds are drawn around the middle of
+    each layer's accumulator range so that every code occurs. Raises ValueError for other families or widths.
+    """
+    if family not in FAMILIES or (weight_bits, act_bits) not in ((1, 1), (1, 2), (2, 2)):
+        raise ValueError(f"no {family}-w{weight_bits}a{act_bits} family: choose {', '.join(FAMILIES)} as w1a1, w1a2 or w2a2")
+    hidden_bias = 0 if act_bits == 1 else -(1 << (act_bits - 1))
+    t_hidden = (1 << act_bits) - 1  # thresholds per channel for an act_bits-bit code
+    if family == "cnv":
+        input_shape: tuple[int, ...] = (3, 32, 32)
+        in_bits, in_bias = 8, -128
+        input_thr = np.sort(rng.integers(0, 257, size=(3, 255)), axis=1).astype(np.int32)
+    else:
+        input_shape, in_bits, in_bias = (1, 28, 28), act_bits, hidden_bias
+        input_thr = np.sort(rng.integers(0, 257, size=(784, t_hidden)), axis=1).astype(np.int32)
+    layers: list[XnorLayer] = []
+    bits, bias = in_bits, in_bias
+    convs = CNV_CONVS if family == "cnv" else []
+    dim, channels = input_shape[1:], input_shape[0]
+    dense = [*CNV_FC, 10] if family == "cnv" else MLP_WIDTHS[family][1:]
+    for j in range(len(convs) + len(dense)):
+        last = j == len(convs) + len(dense) - 1
+        if j < len(convs):
+            out_ch, kernel, stride, pool = convs[j]
+            geom = ConvGeometry(in_dim=tuple(dim), in_channels=channels, kernel=(kernel, kernel), stride=(stride, stride))
+            k, m = geom.window, out_ch
+        else:
+            geom, m = None, dense[j - len(convs)]
+            k = int(np.prod(dim)) * channels if j == len(convs) else channels
+        layer = _family_layer(rng, k, m, weight_bits if bits > 1 else 1, bits, bias if bits > 1 else 0, geom)
+        if not last:
+            # the accumulator's spread: popcount K/2 +- sqrt(K)/2, a signed dot product 0 +- sqrt(K) * |value|
+            centre = k / 2 if bits == 1 else 0.0
+            scale = np.sqrt(k) * (0.5 if bits == 1 else max(abs(bias), abs((1 << bits) - 1 + bias)) / 2)
+            layer.thresholds = _sorted_thresholds(rng, m, t_hidden, centre, scale)
+        if geom is not None:
+            dim = geom.out_dim
+            if pool:
+                layer.pool = PoolGeometry(kernel=(2, 2), stride=(2, 2))
+                dim = (dim[0] // 2, dim[1] // 2)
+        layers.append(layer)
+        bits, bias, channels = act_bits, hidden_bias, m
+        if geom is None:
+            dim = (1, 1)
+    return XnorModel(input_thresholds=input_thr, layers=layers, **_random_output(rng, 10), input_shape=input_shape,
+                     meta={"source": "random", "family": f"{family}_w{weight_bits}a{act_bits}"})
