@@ -6,13 +6,14 @@ the reason (pytest.fail, never a skip): CI must not report the ARM checks as pas
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
-from qemu_rootfs import ARCHES, BoardCpuUnavailable, ensure_rootfs
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "host"))  # deploy_helpers (tfc_settings)
+from qemu_rootfs import ARCHES, BoardCpuUnavailable, ensure_rootfs  # noqa: E402
 
 
 @pytest.fixture(scope="session", params=sorted(ARCHES), ids=lambda a: a)
@@ -23,9 +24,3 @@ def board_root(request: pytest.FixtureRequest) -> tuple[str, Path]:
     except BoardCpuUnavailable as err:
         pytest.fail(f"board CPU {request.param} under QEMU unavailable: {err}", pytrace=False)
 
-
-def copy_host(dest: Path) -> None:
-    """host/'s Python files (what a deployment package carries) into dest/host."""
-    (dest / "host").mkdir(parents=True)
-    for py in (REPO / "host").glob("*.py"):
-        shutil.copy2(py, dest / "host" / py.name)

@@ -82,7 +82,7 @@ def _manifest_checks(cases: Path, out: dict[str, np.ndarray]) -> None:
             verdict = "accepted"
         except XnorFormatError as err:
             verdict = str(err).replace(str(tampered), "<tampered>")
-    out["manifest/intact_layers"] = np.array(len(model.layers))
+    out["manifest/intact_layers"] = np.array(len(model.layers), dtype=np.int64)
     out["manifest/tampered_verdict"] = np.array(verdict)
 
 

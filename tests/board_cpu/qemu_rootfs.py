@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
 FORMAT_VERSION = 1
 SUITES = ("bookworm", "bookworm-updates")  # Debian 12; no -security (see the module doc)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -100,16 +101,42 @@ def rootfs_spec(arch: Arch, mirror: str) -> dict:
 
 
 def _run(cmd: list[str], what: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run cmd; on timeout SIGTERM first (mmdebstrap then unmounts what it mounted), SIGKILL after a minute."""
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError as err:
         raise BoardCpuUnavailable(f"{what}: {cmd[0]} not found; install it with {FIX}") from err
+    try:
+        out, err_text = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as err:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
         raise BoardCpuUnavailable(f"{what}: {' '.join(cmd[:3])} ... did not finish within {timeout:.0f} s") from err
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-5:]
-        raise BoardCpuUnavailable(f"{what}: {' '.join(cmd[:4])} ... exited {res.returncode}: {' | '.join(tail)}")
-    return res
+    if proc.returncode != 0:
+        tail = (err_text or out).strip().splitlines()[-5:]
+        raise BoardCpuUnavailable(f"{what}: {' '.join(cmd[:4])} ... exited {proc.returncode}: {' | '.join(tail)}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err_text)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` (from /proc/self/mounts), deepest first."""
+    prefix = str(path.resolve())
+    points = [line.split()[1].encode().decode("unicode_escape") for line in Path("/proc/self/mounts").read_text().splitlines()]
+    return sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a (partial) root file system: first unmount anything an interrupted build left mounted in it
+    (its /proc, /sys, /dev/pts), and never recurse into a mount point. Raises BoardCpuUnavailable if one stays."""
+    for point in _mounts_under(path):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+    if _mounts_under(path):
+        raise BoardCpuUnavailable(f"{path}: still has mounts {_mounts_under(path)}; unmount them, then delete it")
+    shutil.rmtree(path)
 
 
 def ensure_binfmt(arch: Arch) -> None:
@@ -159,8 +186,8 @@ def ensure_rootfs(arch_name: str, timeout: float = 1800) -> Path:
     with _lock(cache_root() / f"{arch.name}.lock"):
         if (root / STAMP).is_file():  # built by another run while we waited
             return root
-        for stale in cache_root().glob(f".{arch.name}-*.building"):
-            shutil.rmtree(stale, ignore_errors=True)
+        for stale in cache_root().glob(f".{arch.name}-*.building"):  # an interrupted build
+            remove_tree(stale)
         tmp = cache_root() / f".{arch.name}-{key}.building"
         t0 = time.monotonic()
         pip = " ".join(PIP_PACKAGES)
@@ -205,3 +232,10 @@ def workdir_in(root: Path):
         yield outside, "/" + str(outside.relative_to(root))
     finally:
         shutil.rmtree(outside, ignore_errors=True)
+
+
+def copy_host(dest: Path) -> None:
+    """host/'s Python files (what a deployment package carries) into dest/host."""
+    (dest / "host").mkdir(parents=True)
+    for py in (REPO / "host").glob("*.py"):
+        shutil.copy2(py, dest / "host" / py.name)

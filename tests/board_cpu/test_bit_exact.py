@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, copy_host
 from cross_arch import FINN_TYPES, compute, environment
 from deploy_helpers import tfc_settings
-from qemu_rootfs import ARCHES, run_in_rootfs, workdir_in
+from qemu_rootfs import ARCHES, REPO, copy_host, run_in_rootfs, workdir_in
 
 from host.packing import FinnType
 from host.xnor import available_backends

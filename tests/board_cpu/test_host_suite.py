@@ -15,8 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_host
-from qemu_rootfs import run_in_rootfs, workdir_in
+from qemu_rootfs import REPO, copy_host, run_in_rootfs, workdir_in
 
 pytestmark = pytest.mark.board_cpu
 
