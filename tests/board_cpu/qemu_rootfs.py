@@ -5,8 +5,9 @@ ZCU104 run 64-bit AArch64 (``arm64``). :func:`ensure_rootfs` builds, once, a roo
 with ``mmdebstrap`` from the Debian mirror this machine's apt already uses (main suites only: the
 security suite's armhf index once failed with a size mismatch, see TOOLCHAIN.md), with Debian's
 python3 3.11, python3-numpy 1.24 (< 2, as on a PYNQ image), pytest, hypothesis and onnx, plus
-finn-plus-driver and the two modules its packing imports (qonnx, bitstring) from PyPI with pip inside
-the root (``--no-deps``: the driver's full dependency set needs pynq and a board).
+finn-plus-driver and the two modules its packing imports (qonnx, bitstring): their pure-Python wheels
+are fetched from PyPI by this machine's pip (its proxy and certificates apply) and installed by pip
+inside the root (``--no-index --no-deps``: the driver's full dependency set needs pynq and a board).
 
 The result is cached outside the git tree (``$BNNFLOW_ROOTFS_CACHE``, default
 ``~/.cache/bnnflow/board-cpu-rootfs``) in a folder named by the sha256 of everything that goes into it
@@ -28,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -167,6 +169,19 @@ def _lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _download_wheels(dest: Path) -> list[Path]:
+    """PIP_PACKAGES as wheels from PyPI (this machine's pip); refused unless pure Python (they go onto ARM)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(dest),
+          *PIP_PACKAGES], "downloading finn-plus-driver, qonnx and bitstring from PyPI", 600)
+    wheels = sorted(dest.glob("*.whl"))
+    foreign = [w.name for w in wheels if not w.name.endswith("-none-any.whl")]
+    if len(wheels) != len(PIP_PACKAGES) or foreign:
+        raise BoardCpuUnavailable(f"{dest}: expected {len(PIP_PACKAGES)} pure-Python wheels, got {[w.name for w in wheels]}")
+    return wheels
+
+
 def ensure_rootfs(arch_name: str, timeout: float = 1800) -> Path:
     """The cached root file system for ``arch_name`` ("armv7" or "aarch64"), built first if missing.
 
@@ -190,19 +205,21 @@ def ensure_rootfs(arch_name: str, timeout: float = 1800) -> Path:
             remove_tree(stale)
         tmp = cache_root() / f".{arch.name}-{key}.building"
         t0 = time.monotonic()
-        pip = " ".join(PIP_PACKAGES)
+        wheels = _download_wheels(cache_root() / f".{arch.name}-wheels")
         _run(["mmdebstrap", f"--architectures={arch.debian}", "--variant=apt", "--mode=root",
               f"--include={','.join(DEBIAN_PACKAGES)}",
-              # inside the root, with its /proc, /dev and resolv.conf still mounted / copied in
-              f'--customize-hook=chroot "$1" python3 -m pip install --quiet --no-deps --break-system-packages '
-              f"--disable-pip-version-check --no-cache-dir {pip}",
+              # inside the root, with its /proc and /dev still mounted
+              f'--customize-hook=mkdir -p "$1/tmp/wheels" && cp {" ".join(str(w) for w in wheels)} "$1/tmp/wheels/"',
+              '--customize-hook=chroot "$1" sh -c "python3 -m pip install --quiet --no-index --no-deps '
+              '--break-system-packages --disable-pip-version-check /tmp/wheels/*.whl && rm -r /tmp/wheels"',
               '--customize-hook=chroot "$1" python3 -c "import numpy, pytest, hypothesis, finn_plus_driver.packing"',
               SUITES[0], str(tmp), *[f"deb {spec['mirror']} {suite} main" for suite in SUITES]],
              f"building the {arch.name} ({arch.debian}) root file system", timeout)
         versions = run_in_rootfs(tmp, ["python3", "-c", "import json, platform, numpy; print(json.dumps("
                                        "{'python': platform.python_version(), 'numpy': numpy.__version__, "
                                        "'machine': platform.machine()}))"], timeout=300)
-        stamp = {**spec, **json.loads(versions.stdout), "build_seconds": round(time.monotonic() - t0, 1)}
+        stamp = {**spec, **json.loads(versions.stdout), "build_seconds": round(time.monotonic() - t0, 1),
+                 "wheels_sha256": {w.name: hashlib.sha256(w.read_bytes()).hexdigest() for w in wheels}}
         (tmp / STAMP).write_text(json.dumps(stamp, indent=2))
         os.replace(tmp, root)
     return root

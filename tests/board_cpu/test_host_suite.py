@@ -47,7 +47,7 @@ def test_host_tests_pass_on_arm(board_root: tuple[str, Path]) -> None:
         shutil.copy2(REPO / "tests" / "conftest.py", outside / "tests" / "conftest.py")
         shutil.copy2(REPO / "pyproject.toml", outside / "pyproject.toml")
         res = run_in_rootfs(root, ["python3", "-m", "pytest", "tests/host", "-q", "-p", "no:cacheprovider",
-                                   "--junitxml=junit.xml"], cwd=inside, timeout=2400)
+                                   "--junitxml=junit.xml", "--basetemp=pytest-tmp"], cwd=inside, timeout=2400)
         assert res.returncode == 0, f"{arch_name}: tests/host failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
         outcomes = _outcomes(outside / "junit.xml")
     assert len(outcomes) > 150, f"{arch_name}: only {len(outcomes)} tests collected"
