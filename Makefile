@@ -4,6 +4,7 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BOARD_VENV ?= .venv-board
+LARQ_VENV ?= .venv-larq
 # Debian packages the tests need: the report's browser test and the Fashion-MNIST files.
 APT_PACKAGES := chromium dataset-fashion-mnist
 # Debian packages of the SLURM test: tests/workflow/test_slurm.py starts a single-node SLURM 22.05 with them.
@@ -12,7 +13,7 @@ SLURM_APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
 # the ARMv7 / AArch64 Debian root file systems that host/ is tested in (cached in ~/.cache/bnnflow, see README).
 BOARD_CPU_APT_PACKAGES := qemu-user-static binfmt-support mmdebstrap
 
-.PHONY: all env board-env system-deps slurm-deps board-cpu-deps test
+.PHONY: all env board-env larq-env system-deps slurm-deps board-cpu-deps test
 all: env
 	$(VENV)/bin/snakemake all
 
@@ -31,6 +32,15 @@ board-env: $(BOARD_VENV)/.installed
 $(BOARD_VENV)/.installed: requirements-board.lock
 	$(PYTHON) -m venv $(BOARD_VENV)
 	$(BOARD_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-board.lock
+	touch $@
+
+# The Larq world (larq_models/): TensorFlow 2.16 + tf-keras + Larq 0.14, numpy<2; Snakemake runs its rules with
+# this interpreter (larq.python in workflow/config.yaml), never the main one.
+larq-env: $(LARQ_VENV)/.installed
+$(LARQ_VENV)/.installed: requirements-larq.lock
+	$(PYTHON) -m venv $(LARQ_VENV)
+	$(LARQ_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-larq.lock
+	$(LARQ_VENV)/bin/python -m pip check
 	touch $@
 
 system-deps:
@@ -56,7 +66,9 @@ board-cpu-deps:
 	  else echo "missing Debian packages:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	fi
 
-test: env board-env system-deps slurm-deps board-cpu-deps
+test: env board-env larq-env system-deps slurm-deps board-cpu-deps
 	$(VENV)/bin/python -m pytest -m "not board_env"
 	# host/ runs on the board: its tests again, in the numpy<2 + pynq + finn-plus-driver environment
 	$(BOARD_VENV)/bin/python -m pytest tests/host
+	# larq_models/ runs in its own world: its tests in the TensorFlow + Larq environment
+	$(LARQ_VENV)/bin/python -m pytest -m larq_env tests/larq_models
