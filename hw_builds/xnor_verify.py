@@ -269,7 +269,23 @@ def _merge_rows(total: dict[str, dict], rows: list[dict], offset: int) -> None:
 # Test images per verification chunk: every path's intermediates of a chunk are held at once (CNV's
 # first-layer accumulators alone are 230 KB per image and path), so the full test set is streamed.
 CHUNK_IMAGES = 250
-PATHS = ("brevitas", "finn_streamlined", "finn_hw")
+PATHS = ("brevitas", "finn_streamlined", "finn_hw")  # "larq" in place of "brevitas" for a Larq model
+
+
+def load_framework_logits(path: str | Path, labels: np.ndarray) -> np.ndarray:
+    """A Larq model's test-set logits (larq_models.export's test_logits.npz), float32 (N, classes).
+
+    Its ``y_true`` must be the verified images' labels, else the export ran on another data set or subset.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            logits, y_true = npz["logits"].astype(np.float32), npz["y_true"]
+    except (OSError, KeyError, ValueError) as err:
+        raise XnorVerificationError(f"{path}: not a readable test_logits.npz ({err})") from err
+    if not np.array_equal(y_true, labels):
+        raise XnorVerificationError(f"{path}: its {len(y_true)} labels are not the {len(labels)} verified test labels")
+    return logits
 
 
 def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: str | Path, hw_onnx: str | Path,
@@ -278,6 +294,9 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
                 typed_onnx: str | Path | None = None, typed_parent: str | Path | None = None) -> dict:
     """Run the verification; write ``out_json`` if all agree, else print the report and raise.
 
+    ``checkpoint``: the Brevitas checkpoint (.pt; its intermediates are compared layer by layer), or a Larq
+    model's ``test_logits.npz`` (its top-1 is compared; Larq == qonnx was proven on the same images by
+    hw_builds.larq_proof, and the layers of the converted graph are compared through FINN's two models).
     ``test_subset``: first N test images (None = all) for the XNOR reference and Brevitas;
     ``finn_subset``: first N of those also run through the two FINN models (None = all of them).
     Images go through in chunks of CHUNK_IMAGES; counts and first differing images are over all of them.
@@ -296,8 +315,14 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     n = len(x)
     n_finn = n if finn_subset is None else min(n, finn_subset)
     layers = ref.model.layers
-    brevitas = load_checkpoint(checkpoint)
-    mirror = mirrored_neurons(layers, brevitas_weights(brevitas))
+    framework = "larq" if Path(checkpoint).suffix == ".npz" else "brevitas"
+    paths = (framework, "finn_streamlined", "finn_hw")
+    if framework == "larq":  # Larq's logits on the test set (larq_models.export): compared by top-1
+        larq_logits = load_framework_logits(checkpoint, y)
+        mirror = None
+    else:
+        brevitas = load_checkpoint(checkpoint)
+        mirror = mirrored_neurons(layers, brevitas_weights(brevitas))
     tracers = {"finn_streamlined": FinnTracer(streamlined_onnx), "finn_hw": FinnTracer(hw_onnx)}
     typed = None if typed_onnx is None else typed_tracer(typed_onnx, typed_parent, ref.model)
     paths = PATHS + (("finn_hw_typed",) if typed is not None else ())
@@ -311,7 +336,8 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
         for lo in range(0, n, CHUNK_IMAGES):
             xb = x[lo : lo + CHUNK_IMAGES]
             ref_trace = ref.trace(xb)
-            traces = {"brevitas": brevitas_trace(brevitas, xb, layers=layers)}
+            traces = {"brevitas": brevitas_trace(brevitas, xb, layers=layers)} if framework == "brevitas" else {
+                "larq": {"logits": larq_logits[lo: lo + CHUNK_IMAGES]}}
             bar.update(len(xb))
             m = max(0, min(len(xb), n_finn - lo))
             runs = [(name, tracer, xb[:m]) for name, tracer in tracers.items() if m]
@@ -323,7 +349,8 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
                     if f"layer{i}.in_bits" in trace and layer.act_bias:
                         trace[f"layer{i}.in_bits"] = trace[f"layer{i}.in_bits"] - layer.act_bias
             logits["xnor"].append(ref_trace["logits"])
-            tied = brevitas_float_ties(ref_trace, traces["brevitas"], net, layers, mirror, xb, lo, ties)
+            tied = brevitas_float_ties(ref_trace, traces["brevitas"], net, layers, mirror, xb, lo, ties) \
+                if framework == "brevitas" else np.zeros(len(xb), dtype=bool)  # Larq: proven equal to qonnx
             tie_mask.append(tied)
             for name, trace in traces.items():
                 k = len(trace["logits"])
@@ -347,6 +374,7 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     xl = np.sort(scores["xnor"], axis=1)
     report: dict = {
         "model": model_name,
+        "framework": framework,
         "images": n,
         "images_finn": n_finn,
         "xnor_backend": ref.backend,
@@ -371,7 +399,7 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
             first_diff = {"path": name, "intermediate": bad["intermediate"] if bad else "logits (top-1)",
                           "images_differing": bad["images_differing"] if bad else m - agree}
     all_agree = np.all([top1[p] == top1["xnor"][:n_finn] for p in ("finn_streamlined", "finn_hw")], axis=0)
-    all_agree &= top1["brevitas"][:n_finn] == top1["xnor"][:n_finn]
+    all_agree &= top1[framework][:n_finn] == top1["xnor"][:n_finn]
     report["top1_all_four_agree"] = {"agree": int(all_agree.sum()), "of": n_finn}
     if typed is not None:
         report["type_faithful"] = {"model": str(typed_onnx), **report["top1_agree_with_xnor"]["finn_hw_typed"],

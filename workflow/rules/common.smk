@@ -4,7 +4,11 @@ import re
 import sys
 from pathlib import Path
 
-MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12]"
+# A model name says its family, bit widths and framework: Brevitas by default, Larq with the suffix _larq
+# (binary only: <family>_w1a1_larq; its stages run in the Larq environment, workflow/rules/larq.smk).
+MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12](_larq)?"
+BREVITAS_MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12]"
+LARQ_MODEL_RE = r"(tfc|sfc|lfc|cnv)_w1a1_larq"
 BOARD_RE = r"[A-Za-z0-9_-]+"
 
 
@@ -27,7 +31,20 @@ def dataset_npz(wildcards) -> str:
 
 # The XNOR reference (and so the deployment package and its validation) covers every family (MLPs and CNV)
 # as w1a1, w1a2 and w2a2 (ternary weights); w2a1 has no FINN HW mapping (FINN refuses it) and stops earlier.
-XNOR_MODEL_RE = r"(tfc|sfc|lfc|cnv)_(w1a[12]|w2a2)"
+XNOR_MODEL_RE = r"(tfc|sfc|lfc|cnv)_(w1a[12]|w2a2)(_larq)?"
+
+
+def is_larq(model: str) -> bool:
+    """Whether the model is a Larq model (trained or imported and converted in the Larq environment)."""
+    return re.fullmatch(LARQ_MODEL_RE, model) is not None
+
+
+def framework_reference(wildcards) -> str:
+    """Input function: what verify_xnor compares as the training framework's forward (Brevitas' checkpoint,
+    or Larq's logits on the test set from the Larq export)."""
+    if is_larq(wildcards.model):
+        return f"results/{wildcards.model}/larq/test_logits.npz"
+    return f"results/{wildcards.model}/train/checkpoint.pt"
 
 
 def has_xnor_reference(model: str) -> bool:

@@ -9,6 +9,8 @@ rule export_qonnx:
         onnx="results/{model}/export/model.onnx",
         golden="results/{model}/export/golden.npz",
         roundtrip=report("results/{model}/export/roundtrip.json", category="Export", labels={"model": "{model}"}),
+    wildcard_constraints:
+        model=BREVITAS_MODEL_RE,
     log:
         "logs/export_qonnx/{model}.log",
     benchmark:

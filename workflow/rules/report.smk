@@ -12,6 +12,8 @@ rule predict_testset:
         dataset=dataset_npz,
     output:
         "results/{model}/report/test_predictions.npz",
+    wildcard_constraints:
+        model=BREVITAS_MODEL_RE,
     log:
         "logs/predict_testset/{model}.log",
     threads: 1

@@ -10,6 +10,8 @@ rule train_model:
         history="results/{model}/train/history.csv",
         curves=report("results/{model}/train/curves.png", category="Training", labels={"model": "{model}", "file": "curves"}),
         tensorboard=directory("results/{model}/train/tensorboard"),
+    wildcard_constraints:
+        model=BREVITAS_MODEL_RE,
     log:
         "logs/train_model/{model}.log",
     benchmark:

@@ -30,7 +30,7 @@ rule verify_xnor:
         xnor="results/{model}/xnor/xnor_model.npz",
         streamlined="results/{model}/xnor/streamlined.onnx",
         hw="results/{model}/xnor/hw.onnx",
-        checkpoint="results/{model}/train/checkpoint.pt",
+        checkpoint=framework_reference,  # Brevitas checkpoint, or a Larq model's test-set logits
         dataset=dataset_npz,
         # the first board's build: its final dataflow model runs in its generated types (hw_builds/typed_exec.py)
         build=lambda w: f"hw_builds/{w.model}/{config['boards'][0]}/summary.json",
