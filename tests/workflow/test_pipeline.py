@@ -28,6 +28,7 @@ def merged_config() -> dict:
 
 
 MODEL, BOARD = "tfc_w1a1", "Pynq-Z1"
+LARQ_MODEL = "tfc_w1a1_larq"  # the same topology in Larq (issue 13): trained, converted, proven, built, validated
 
 
 def read_json(path: Path) -> dict:
@@ -36,7 +37,7 @@ def read_json(path: Path) -> dict:
 
 def test_config_is_what_ci_means() -> None:
     config = merged_config()
-    assert config["models"] == [MODEL] and config["boards"] == [BOARD]
+    assert config["models"] == [MODEL, LARQ_MODEL] and config["boards"] == [BOARD]
     assert config["finn"]["target"] == "emulation"
 
 
@@ -108,7 +109,7 @@ def test_report(pipeline_run: Path) -> None:
     html = (pipeline_run / "results" / "report.html").read_text()
     assert html.count("<img") >= 5
     frame = pd.read_csv(pipeline_run / "results" / "summary.csv")
-    assert len(frame) == 1
+    assert frame["model"].tolist() == [MODEL, LARQ_MODEL]
     row = frame.iloc[0]
     for column in ("test_accuracy_pct", "est_throughput_fps", "LUT", "accelerator_accuracy_pct"):
         assert pd.notna(row[column]), column
@@ -120,3 +121,28 @@ def test_every_rule_wrote_a_log(pipeline_run: Path) -> None:
     logs = {p.parts[len(pipeline_run.parts) + 1] for p in (pipeline_run / "logs").rglob("*.log")}
     assert {"prepare_data", "train_model", "export_qonnx", "compile_finn", "export_xnor", "verify_xnor",
             "package_deployment", "validate_accelerator", "render_report"} <= logs
+
+
+def test_larq_model_through_the_pipeline(pipeline_run: Path) -> None:
+    """Larq training in .venv-larq, qonnx == Larq on every test image, then FINN, XNOR and validation as for Brevitas."""
+    results = pipeline_run / "results" / LARQ_MODEL
+    metrics = read_json(results / "train" / "metrics.json")
+    assert metrics["framework"] == "larq" and metrics["epochs"] == merged_config()["train"]["epochs"]
+    assert metrics["test_accuracy"] > 0.5 and (results / "train" / "model.h5").is_file()
+    assert len((results / "train" / "history.csv").read_text().splitlines()) == 1 + metrics["epochs"]
+    assert any((results / "train" / "tensorboard").rglob("events.out.tfevents.*"))
+    roundtrip = read_json(results / "export" / "roundtrip.json")
+    assert roundtrip["passed"] and roundtrip["framework"] == "larq" and roundtrip["images"] == 1000
+    assert roundtrip["top1_identical"] == 1000 and roundtrip["max_abs_diff"] <= merged_config()["larq"]["atol"]
+    assert roundtrip["larq_top1_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    summary = read_json(pipeline_run / "hw_builds" / LARQ_MODEL / BOARD / "summary.json")
+    assert summary["verified_steps"][-1] == "step_make_zynq_driver" and summary["fits"] is True
+    verify = read_json(results / "xnor" / "verify.json")
+    assert verify["passed"] and verify["framework"] == "larq"
+    assert verify["top1_all_four_agree"] == {"agree": 1000, "of": 1000}
+    validation = read_json(results / BOARD / "validation.json")
+    assert validation["agreement"]["exact"] and validation["images"] == 1000
+    assert validation["accuracy_pct"] == pytest.approx(100 * roundtrip["larq_top1_accuracy"])
+    assert {"train_larq", "export_larq", "prove_larq_export"} <= {
+        p.parts[len(pipeline_run.parts) + 1] for p in (pipeline_run / "logs").rglob("*.log")}
+

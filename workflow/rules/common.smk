@@ -39,6 +39,11 @@ def is_larq(model: str) -> bool:
     return re.fullmatch(LARQ_MODEL_RE, model) is not None
 
 
+def cli_value(value) -> str:
+    """A config value as a command-line argument of larq_models: None -> "null"."""
+    return "null" if value is None else str(value)
+
+
 def framework_reference(wildcards) -> str:
     """Input function: what verify_xnor compares as the training framework's forward (Brevitas' checkpoint,
     or Larq's logits on the test set from the Larq export)."""

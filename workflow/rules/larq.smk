@@ -6,6 +6,7 @@
 import json
 import os
 import re
+import shutil
 
 from snakemake.exceptions import WorkflowError
 
@@ -13,13 +14,13 @@ LARQ_PYTHON = config["larq"]["python"] or os.path.join(workflow.basedir, ".venv-
 LARQ_FILES = config["larq"]["model_files"]
 # Larq models taken from a user's file instead of trained (the empty alternative matches nothing).
 LARQ_IMPORTED_RE = "|".join(re.escape(m) for m in LARQ_FILES) or r"(?!x)x"
-if any(is_larq(m) for m in config["models"]) and not os.access(LARQ_PYTHON, os.X_OK):
+if any(is_larq(m) for m in config["models"]) and not shutil.which(LARQ_PYTHON):
     raise WorkflowError(f"{LARQ_PYTHON}: the Larq environment's interpreter is missing; Larq models in `models:` "
                         "need it: run `make larq-env` (or set larq.python)")
 
 
-def _subset(value) -> str:
-    return "null" if value is None else str(value)
+# A model listed in larq.model_files is imported, not trained (import_larq matches only those names).
+ruleorder: import_larq > train_larq
 
 
 rule train_larq:
@@ -36,15 +37,17 @@ rule train_larq:
     benchmark:
         "benchmarks/train_larq/{model}.tsv"
     wildcard_constraints:
-        model=f"(?!({LARQ_IMPORTED_RE})$){LARQ_MODEL_RE}",
+        model=LARQ_MODEL_RE,
     threads: config["train"]["threads"]
+    conda:
+        "../envs/larq.yml"
     params:
         python=LARQ_PYTHON,
         repo=workflow.basedir,
         out_dir=subpath(output.model, parent=True),
         recipe=json.dumps(config["train"]),  # the same recipe keys as Brevitas training (dropout must be 0)
-        train_subset=_subset(config["data"]["train_subset"]),
-        test_subset=_subset(config["data"]["test_subset"]),
+        train_subset=cli_value(config["data"]["train_subset"]),
+        test_subset=cli_value(config["data"]["test_subset"]),
     shell:
         "PYTHONPATH={params.repo:q} {params.python:q} -m larq_models train --model {wildcards.model}"
         " --dataset {input.dataset:q} --out-dir {params.out_dir:q} --recipe {params.recipe:q}"
@@ -65,13 +68,15 @@ rule import_larq:
         "logs/import_larq/{model}.log",
     wildcard_constraints:
         model=LARQ_IMPORTED_RE,
+    conda:
+        "../envs/larq.yml"
     params:
         python=LARQ_PYTHON,
         repo=workflow.basedir,
         out_dir=subpath(output.model, parent=True),
         recipe=json.dumps(config["train"]),  # only val_size and seed are used: the validation split
-        train_subset=_subset(config["data"]["train_subset"]),
-        test_subset=_subset(config["data"]["test_subset"]),
+        train_subset=cli_value(config["data"]["train_subset"]),
+        test_subset=cli_value(config["data"]["test_subset"]),
     shell:
         "PYTHONPATH={params.repo:q} {params.python:q} -m larq_models import --model {wildcards.model}"
         " --model-file {input.model_file:q} --dataset {input.dataset:q} --out-dir {params.out_dir:q}"
@@ -94,13 +99,15 @@ rule export_larq:
         "benchmarks/export_larq/{model}.tsv"
     wildcard_constraints:
         model=LARQ_MODEL_RE,
+    conda:
+        "../envs/larq.yml"
     params:
         python=LARQ_PYTHON,
         repo=workflow.basedir,
         out_dir=subpath(output.onnx, parent=True),
         golden_samples=config["export"]["golden_samples"],
         seed=config["export"]["seed"],
-        test_subset=_subset(config["data"]["test_subset"]),
+        test_subset=cli_value(config["data"]["test_subset"]),
     shell:
         "PYTHONPATH={params.repo:q} {params.python:q} -m larq_models export --model-file {input.model:q}"
         " --dataset {input.dataset:q} --out-dir {params.out_dir:q} --golden-samples {params.golden_samples}"
@@ -143,6 +150,8 @@ rule larq_test_predictions:
         "logs/larq_test_predictions/{model}.log",
     wildcard_constraints:
         model=LARQ_MODEL_RE,
+    conda:
+        "../../environment.yml"
     shell:
         # Larq's own forward on the test set (y_true, y_pred, logits, source), as the report's confusion matrix reads it
         "cp {input:q} {output:q} 2> {log:q}"
