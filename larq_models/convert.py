@@ -97,8 +97,8 @@ def quantizer_kind(quantizer: Any, where: str) -> str:
         return "sign"
     if isinstance(quantizer, FixedPointInput):
         return "fixed"
-    name = type(quantizer).__name__ if not callable(quantizer) or hasattr(quantizer, "get_config") else getattr(
-        quantizer, "__name__", repr(quantizer))
+    # a Quantizer object by its class, a plain function by its own name
+    name = type(quantizer).__name__ if hasattr(quantizer, "get_config") else getattr(quantizer, "__name__", repr(quantizer))
     if name in REFUSED_QUANTIZERS:
         config = quantizer.get_config() if hasattr(quantizer, "get_config") else {}
         config.setdefault("k_bit", getattr(quantizer, "precision", "?"))
