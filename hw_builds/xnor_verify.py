@@ -325,7 +325,7 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
         mirror = mirrored_neurons(layers, brevitas_weights(brevitas))
     tracers = {"finn_streamlined": FinnTracer(streamlined_onnx), "finn_hw": FinnTracer(hw_onnx)}
     typed = None if typed_onnx is None else typed_tracer(typed_onnx, typed_parent, ref.model)
-    paths = PATHS + (("finn_hw_typed",) if typed is not None else ())
+    paths = paths + (("finn_hw_typed",) if typed is not None else ())
 
     net = exact_network_of(tracers["finn_streamlined"].model)
     ties: list[dict] = []

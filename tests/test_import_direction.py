@@ -1,7 +1,7 @@
 """The arrows between bnnflow's worlds point one way, and none closes a circle.
 
 Worlds: ``models/`` (torch), ``hw_builds/`` (FINN), ``host/`` (numpy; copied to the board),
-``reporting/`` (the report: reads stage outputs only) and ``workflow/`` (Snakefile, rules, scripts: the
+``reporting/`` (the report: reads stage outputs only), ``larq_models/`` (Larq; its own environment) and ``workflow/`` (Snakefile, rules, scripts: the
 only place that reaches into every world). Every import is read from the source with ``ast``, lazy
 imports inside functions included, and from the ``.smk`` rule files (Snakemake syntax, not Python)
 line by line; each arrow between two worlds must be one of ALLOWED.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORLDS = ("host", "models", "hw_builds", "reporting", "workflow")
+WORLDS = ("host", "models", "hw_builds", "reporting", "workflow", "larq_models")
 
 # importer -> worlds it may import. host/ is the bottom: numpy only, on the board, so it knows no other
 # world (the FINN emulation is handed to its validation by hw_builds.validate_emulated). models/ uses host's
@@ -29,6 +29,9 @@ ALLOWED = {
     "hw_builds": {"host", "models"},
     "reporting": {"host"},
     "workflow": {"host", "models", "hw_builds", "reporting"},
+    # the Larq world runs in its own environment (.venv-larq): it imports no other world, and none imports it
+    # (workflow/ runs it as `python -m larq_models` in shell rules)
+    "larq_models": set(),
 }
 # The report's one arrow, module by module: it writes through host's atomic writers and reads nothing of
 # another world's code (its data comes through reporting.inputs, from files).
