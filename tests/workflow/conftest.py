@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import CI_CONFIG, REPO, fresh_workdir, snakemake_env
 
+# The local run adds the Larq twin of the CI model (issue 13); test_slurm.py compares only tfc_w1a1's outputs.
+CI_LARQ_CONFIG = CI_CONFIG.with_name("ci_larq.yaml")
+
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -16,7 +19,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = fresh_workdir(tmp_path_factory.mktemp("pipeline"))
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-         "--configfile", str(CI_CONFIG), "--cores", "2", "all"],
+         "--configfile", str(CI_CONFIG), str(CI_LARQ_CONFIG), "--cores", "2", "all"],
         capture_output=True, text=True, env=snakemake_env(),
     )
     (workdir / "snakemake_stdout.txt").write_text(run.stdout + run.stderr)

@@ -39,6 +39,8 @@ rule train_larq:
     wildcard_constraints:
         model=LARQ_MODEL_RE,
     threads: config["train"]["threads"]
+    resources:
+        **stage_resources("train_model"),  # the Brevitas stage's entry in config `resources:`
     conda:
         "../envs/larq.yml"
     params:
@@ -68,6 +70,9 @@ rule import_larq:
         "logs/import_larq/{model}.log",
     wildcard_constraints:
         model=LARQ_IMPORTED_RE,
+    threads: 1
+    resources:
+        **stage_resources("export_qonnx"),  # the Brevitas stage's entry in config `resources:`
     conda:
         "../envs/larq.yml"
     params:
@@ -99,6 +104,9 @@ rule export_larq:
         "benchmarks/export_larq/{model}.tsv"
     wildcard_constraints:
         model=LARQ_MODEL_RE,
+    threads: 1
+    resources:
+        **stage_resources("export_qonnx"),  # the Brevitas stage's entry in config `resources:`
     conda:
         "../envs/larq.yml"
     params:
@@ -130,6 +138,9 @@ rule prove_larq_export:
         "benchmarks/prove_larq_export/{model}.tsv"
     wildcard_constraints:
         model=LARQ_MODEL_RE,
+    threads: 1
+    resources:
+        **stage_resources("export_qonnx"),  # the Brevitas stage's entry in config `resources:`
     conda:
         "../../environment.yml"
     params:
@@ -150,6 +161,9 @@ rule larq_test_predictions:
         "logs/larq_test_predictions/{model}.log",
     wildcard_constraints:
         model=LARQ_MODEL_RE,
+    threads: 1
+    resources:
+        **stage_resources("report"),  # the Brevitas stage's entry in config `resources:`
     conda:
         "../../environment.yml"
     shell:
