@@ -362,13 +362,18 @@ def exact_network(model) -> ExactNetwork:
     if pending is None or pending["bn"] is not None:
         raise ExactFunctionError("the graph does not end in a quantized layer without batch norm")
     for node in tail:  # the output affine must keep the order of the last layer's I (top-1 = its argmax)
+        if node.op_type not in ("Mul", "Div", "Add", "Sub"):
+            raise ExactFunctionError(f"node {node.name} ({node.op_type}): only Mul / Div / Add / Sub by constants may "
+                                     f"follow the last layer")
         c = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
         if node.op_type in ("Mul", "Div") and (c is None or np.any(np.asarray(c) <= 0)):
             raise ExactFunctionError(f"node {node.name} ({node.op_type}): the output scale is not a positive "
                                      f"constant, so top-1 would not be the largest dot product of the last layer")
-        if node.op_type not in ("Mul", "Div", "Add", "Sub"):
-            raise ExactFunctionError(f"node {node.name} ({node.op_type}): only Mul / Div / Add / Sub by constants may "
-                                     f"follow the last layer")
+        # c - x reverses the order and a per-class constant reorders the classes: one value for every class
+        if c is None or model.get_initializer(node.input[0]) is not None or np.unique(np.asarray(c)).size != 1:
+            raise ExactFunctionError(f"node {node.name} ({node.op_type}): the output affine is not by one constant "
+                                     f"for every class (second input), so top-1 would not be the largest dot "
+                                     f"product of the last layer")
     layers.append(ExactLayer(pending["w"], pending["in_quant"], None, None, conv=pending["conv"]))
     net = ExactNetwork((mul, add), input_quant, input_thresholds((mul, add), input_quant), layers, nchw)
     for i, layer in enumerate(layers):

@@ -10,9 +10,10 @@ the generated code computes in:
   dot product, per neuron j exactly [sum_i min(w_ij a, w_ij b), sum_i max(w_ij a, w_ij b)] for
   inputs in [a, b]. finn-hlslib accumulates in the type of its activation's ``init``: the threshold
   type ``TA`` of ``ThresholdsActivation`` (thresh.h) for a thresholded layer, the output type of
-  ``PassThroughActivation`` otherwise; each SIMD step adds into that register, so every prefix of
-  the sum is held there too (each term's interval contains 0, so the prefixes lie inside the
-  final interval, whatever the folding). The output ``ActVal + #{t <= acc}`` (or the accumulator
+  ``PassThroughActivation`` otherwise; each SIMD step adds into that register (``ap_int`` wraps, so
+  the final value is exact whenever the final interval fits). Every partial sum, in any order, lies
+  in ``prefix_interval`` (the negative parts and the positive parts of the terms summed); where the
+  input interval contains 0 that is the final interval itself. The output ``ActVal + #{t <= acc}`` (or the accumulator
   itself) must fit ``Slice<odt>``.
 - ``Thresholding``: every input value must be representable in the threshold (comparison) type,
   the thresholds in their type, the output ``ActVal + #{t <= x}`` in the output type.
@@ -89,6 +90,21 @@ def mvau_accumulator_bounds(weights: np.ndarray, in_lo: int, in_hi: int, popcoun
     lo = np.minimum(w * in_lo, w * in_hi).sum(axis=0)
     hi = np.maximum(w * in_lo, w * in_hi).sum(axis=0)
     return lo, hi
+
+
+def mvau_prefix_bounds(weights: np.ndarray, in_lo: int, in_hi: int, popcount: bool) -> tuple[int, int]:
+    """The interval (lo, hi) holding every partial sum of every neuron's accumulation, in any order.
+
+    Each term w_ij * x_i ranges over [min(w a, w b), max(w a, w b)]; a partial sum is at least the sum
+    of the terms' negative minima and at most the sum of their positive maxima. Popcount terms are 0 / 1.
+    """
+    mw, _ = weights.shape
+    if popcount:
+        return 0, int(mw)
+    w = np.rint(weights).astype(np.int64)
+    lo = np.minimum(np.minimum(w * in_lo, w * in_hi), 0).sum(axis=0)
+    hi = np.maximum(np.maximum(w * in_lo, w * in_hi), 0).sum(axis=0)
+    return int(lo.min()), int(hi.max())
 
 
 def threshold_count_bounds(thresholds: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int]:
@@ -237,7 +253,9 @@ def _prove_mvau(model, node, inst, in_iv, ref_thr, gen) -> dict:
     for key, attr in (("mw", "K"), ("simd", "SIMD"), ("pe", "PE")):
         if key in gen and gen[key] != row[attr]:
             problems.append(f"generated {key.upper()}1 = {gen[key]} differs from {attr} = {row[attr]}")
-    row["prefix_sums_within_interval"] = bool(min(0, in_iv[0]) <= 0 <= max(0, in_iv[1]))
+    prefix_iv = mvau_prefix_bounds(np.asarray(weights), in_iv[0], in_iv[1], popcount)
+    row["prefix_interval"] = list(prefix_iv)
+    row["prefix_sums_within_interval"] = prefix_iv == acc_iv
     return row | {"problems": problems, "out": out_iv}
 
 

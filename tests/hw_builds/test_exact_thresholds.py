@@ -258,3 +258,20 @@ def test_negative_output_scale_is_refused(monkeypatch, tmp_path):
     path = export_qonnx(model, tmp_path / "model.onnx", (1, 1, 28, 28))
     with pytest.raises(ExactFunctionError, match=r"\(Mul\): the output scale is not a positive constant"):
         exact_network_from_file(path)
+
+
+def test_per_class_output_scale_is_refused(monkeypatch, tmp_path):
+    """A positive but per-class output scale reorders the classes: refused, node named."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hw_builds.exact_function import ExactFunctionError, exact_network
+    from models.export import export_qonnx
+
+    use_widths(monkeypatch, (16,))
+    path = export_qonnx(random_model("tfc_w1a1", seed=16), tmp_path / "model.onnx", (1, 1, 28, 28))
+    model = ModelWrapper(str(path))
+    exact_network(model)  # the export as it is: accepted
+    mul = next(n for n in reversed(model.graph.node) if n.op_type == "Mul")
+    model.set_initializer(mul.input[1], np.linspace(0.5, 2.0, 10, dtype=np.float32).reshape(1, 10))
+    with pytest.raises(ExactFunctionError, match=r"\(Mul\): the output affine is not by one constant for every class"):
+        exact_network(model)

@@ -157,6 +157,25 @@ def test_unmended_xnor_types_wrap_in_typed_execution():
     assert np.any(out != expected)  # 784 wraps to -240 in INT10: the neuron does not fire
 
 
+def test_prefix_bounds_enclose_every_partial_sum():
+    """The partial-sum interval equals the final one when inputs reach 0, and is wider when they do not."""
+    from hw_builds.range_proof import mvau_accumulator_bounds, mvau_prefix_bounds
+
+    w = np.array([[1, -1], [-1, 1], [1, 1]])
+    lo, hi = mvau_accumulator_bounds(w, 0, 3, popcount=False)
+    assert mvau_prefix_bounds(w, 0, 3, popcount=False) == (int(lo.min()), int(hi.max())) == (-3, 6)
+    lo, hi = mvau_accumulator_bounds(w, 2, 3, popcount=False)  # x0 - x1 + x2 with x in [2, 3]: [1, 4]
+    assert (int(lo.min()), int(hi.max())) == (1, 4)
+    assert mvau_prefix_bounds(w, 2, 3, popcount=False) == (-3, 6)  # -x1 alone reaches -3
+    rng = np.random.default_rng(0)
+    w = rng.choice([-1, 0, 1], (20, 4))
+    x = rng.integers(2, 4, (200, 20))
+    partial = np.cumsum(x[:, :, None] * w[None], axis=1)
+    plo, phi = mvau_prefix_bounds(w, 2, 3, popcount=False)
+    assert plo <= partial.min() and partial.max() <= phi
+    assert mvau_prefix_bounds(np.ones((9, 2)), -1, 1, popcount=True) == (0, 9)
+
+
 def test_wrap_is_twos_complement():
     from qonnx.core.datatype import DataType
 
