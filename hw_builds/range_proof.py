@@ -188,6 +188,29 @@ def _row(node, op, **fields) -> dict:
     return row
 
 
+def _thresholded(thr: np.ndarray, tdt, odt, act_val: int, ref_thr, lo: np.ndarray, hi: np.ndarray, unit: str,
+                 on_iv: tuple[int, int], problems: list[str]) -> tuple[dict, tuple[int, int]]:
+    """The ``thresholds`` block of a row and the output interval ``ActVal + #{t <= acc}`` (2 count - 1 for
+    BIPOLAR) for inputs in [lo_j, hi_j]; appends to ``problems`` where a threshold is not representable
+    in ``tdt`` or gives another comparison than the reference's (``ref_thr``, None: not checked)."""
+    cmin, cmax = threshold_count_bounds(thr, lo, hi)
+    out_iv = (2 * cmin - 1, 2 * cmax - 1) if odt.name == "BIPOLAR" else (act_val + cmin, act_val + cmax)
+    block = {"count": int(thr.shape[1]), "interval": [float(thr.min()), float(thr.max())], "type": tdt.name,
+             "all_in_type": bool(np.vectorize(tdt.allowed)(thr).all())}
+    if not block["all_in_type"]:
+        problems.append(f"thresholds {block['interval']} not all representable in {tdt.name}")
+    if ref_thr is not None:
+        ref = np.asarray(ref_thr, np.float64)
+        same = equivalent_thresholds(thr, ref, lo, hi)
+        block["equivalent_to_reference"] = bool(same.all())
+        if not same.all():
+            bad = int(np.flatnonzero(~same)[0])
+            problems.append(f"thresholds of {int((~same).sum())} {unit} (first: {bad}, reference "
+                            f"{ref[bad if len(ref) > 1 else 0].tolist()}, used {thr[bad if len(thr) > 1 else 0].tolist()}) "
+                            f"change the output on {list(on_iv)}")
+    return block, out_iv
+
+
 def _prove_mvau(model, node, inst, in_iv, ref_thr, gen) -> dict:
     from qonnx.core.datatype import DataType
 
@@ -222,22 +245,9 @@ def _prove_mvau(model, node, inst, in_iv, ref_thr, gen) -> dict:
         thr = np.asarray(model.get_initializer(node.input[2]), dtype=np.float64)
         tdt = model.get_tensor_datatype(node.input[2])
         acc_dt = tdt  # ThresholdsActivation<..., TA = threshold type, ...>::init: the accumulator register
-        cmin, cmax = threshold_count_bounds(thr, lo, hi)
-        act_val = int(inst.get_nodeattr("ActVal"))
-        out_iv = (2 * cmin - 1, 2 * cmax - 1) if odt.name == "BIPOLAR" else (act_val + cmin, act_val + cmax)
-        row.update(accumulator_type=tdt.name, thresholds={
-            "count": int(thr.shape[1]), "interval": [float(thr.min()), float(thr.max())], "type": tdt.name,
-            "all_in_type": bool(np.vectorize(tdt.allowed)(thr).all())})
-        if not row["thresholds"]["all_in_type"]:
-            problems.append(f"thresholds {row['thresholds']['interval']} not all representable in {tdt.name}")
-        if ref_thr is not None:
-            same = equivalent_thresholds(thr, np.asarray(ref_thr, np.float64), lo, hi)
-            row["thresholds"]["equivalent_to_reference"] = bool(same.all())
-            if not same.all():
-                bad = int(np.flatnonzero(~same)[0])
-                problems.append(f"thresholds of {int((~same).sum())} neurons (first: {bad}, reference "
-                                f"{np.asarray(ref_thr)[bad if len(ref_thr) > 1 else 0].tolist()}, used "
-                                f"{thr[bad if len(thr) > 1 else 0].tolist()}) change the output on {list(acc_iv)}")
+        block, out_iv = _thresholded(thr, tdt, odt, int(inst.get_nodeattr("ActVal")), ref_thr, lo, hi, "neurons",
+                                     acc_iv, problems)
+        row.update(accumulator_type=tdt.name, thresholds=block)
         if gen.get("threshold_type") and gen["threshold_type"] != _hls(tdt):
             problems.append(f"generated thresh.h accumulates in {gen['threshold_type']}, attributes say {_hls(tdt)}")
     row["accumulator_fits"] = _fits(acc_iv, acc_dt)
@@ -267,28 +277,16 @@ def _prove_thresholding(model, node, inst, in_iv, ref_thr, gen) -> dict:
     tdt = model.get_tensor_datatype(node.input[1])
     channels = int(inst.get_nodeattr("NumChannels"))
     lo, hi = np.full(channels, in_iv[0], np.int64), np.full(channels, in_iv[1], np.int64)
-    cmin, cmax = threshold_count_bounds(thr, lo, hi)
-    act_val = int(inst.get_nodeattr("ActVal"))
-    out_iv = (2 * cmin - 1, 2 * cmax - 1) if odt.name == "BIPOLAR" else (act_val + cmin, act_val + cmax)
     problems = []
+    block, out_iv = _thresholded(thr, tdt, odt, int(inst.get_nodeattr("ActVal")), ref_thr, lo, hi, "channels",
+                                 in_iv, problems)
     row = _row(node, "Thresholding", mode="thresholds", K=None, channels=channels, PE=int(inst.get_nodeattr("PE")),
                input_type=idt.name, input_interval=list(in_iv), accumulator_interval=None,
-               accumulator_type=tdt.name, thresholds={"count": int(thr.shape[1]),
-                                                     "interval": [float(thr.min()), float(thr.max())],
-                                                     "type": tdt.name,
-                                                     "all_in_type": bool(np.vectorize(tdt.allowed)(thr).all())},
-               output_type=odt.name, output_interval=list(out_iv))
+               accumulator_type=tdt.name, thresholds=block, output_type=odt.name, output_interval=list(out_iv))
     if not _fits(in_iv, idt):
         problems.append(f"input interval {list(in_iv)} does not fit inputDataType {idt.name}")
     if not _fits(in_iv, tdt):  # the comparison converts the input to the threshold type
         problems.append(f"input interval {list(in_iv)} does not fit the comparison (threshold) type {tdt.name}")
-    if not row["thresholds"]["all_in_type"]:
-        problems.append(f"thresholds {row['thresholds']['interval']} not all representable in {tdt.name}")
-    if ref_thr is not None:
-        same = equivalent_thresholds(thr, np.asarray(ref_thr, np.float64), lo, hi)
-        row["thresholds"]["equivalent_to_reference"] = bool(same.all())
-        if not same.all():
-            problems.append(f"thresholds of {int((~same).sum())} channels change the output on {list(in_iv)}")
     if not _fits(out_iv, odt):
         problems.append(f"output interval {list(out_iv)} does not fit outputDataType {odt.name}")
     rtl = gen.get("rtl")
