@@ -195,11 +195,12 @@ def host_side(parent, x: np.ndarray) -> np.ndarray:
 
 
 def typed_execute(model, x_uint8: np.ndarray, parent=None, capture: tuple[str, ...] = ()):
-    """Type-faithful outputs of a dataflow model on uint8 pixels (N, C, H, W): (N, k) int64, or (out, captured).
+    """Type-faithful execution of a dataflow model on uint8 pixels (N, C, H, W).
 
     ``parent`` (a dataflow parent whose partition does not span the network): only a leading
     NCHW -> NHWC Transpose may precede the partition (what bnnflow's host does); it is applied here.
-    Returns ``(outputs, captured, wraps)`` where wraps = {node: images with a value that did not fit}.
+    Returns ``(outputs, captured, wraps)``: outputs (N, k) int64, captured {tensor in ``capture``: (N, m)
+    int64}, wraps {node: images with a value that did not fit}.
     """
     x = host_side(parent, np.asarray(x_uint8))
     executor = TypedExecutor(model)
