@@ -113,6 +113,7 @@ class ExactNetwork:
             "pixel_scale": [str(v) for v in self.pixel_scale],
             "input_quant": self.input_quant.to_json(),
             "input_thresholds": self.input_thresholds.tolist(),
+            "nchw_input": self.nchw_input,
             "layers": [{
                 "in_quant": l.in_quant.to_json(),
                 "out_quant": l.out_quant.to_json() if l.out_quant else None,
@@ -138,7 +139,7 @@ class ExactNetwork:
                 direction=None if l["direction"] is None else np.array(l["direction"], dtype=np.int64),
                 thresholds=None if l["thresholds"] is None else np.array(l["thresholds"], dtype=np.int64)))
         return ExactNetwork(tuple(Fraction(v) for v in d["pixel_scale"]), QuantSpec.from_json(d["input_quant"]),
-                            np.array(d["input_thresholds"], dtype=np.int64), layers)
+                            np.array(d["input_thresholds"], dtype=np.int64), layers, bool(d.get("nchw_input", False)))
 
 
 def row_hash(row: np.ndarray) -> str:

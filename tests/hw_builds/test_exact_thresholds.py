@@ -275,3 +275,29 @@ def test_per_class_output_scale_is_refused(monkeypatch, tmp_path):
     model.set_initializer(mul.input[1], np.linspace(0.5, 2.0, 10, dtype=np.float32).reshape(1, 10))
     with pytest.raises(ExactFunctionError, match=r"\(Mul\): the output affine is not by one constant for every class"):
         exact_network(model)
+
+
+def test_metadata_json_round_trip_keeps_everything_but_weights():
+    """What step_record_exact_function stores in FINN's metadata comes back equal (CNV's NCHW input too)."""
+    from hw_builds.exact_function import ExactLayer, ExactNetwork, QuantSpec
+
+    layer = ExactLayer(weights=None, in_quant=QuantSpec("int", Fraction(1, 128), -128, 127),
+                       out_quant=QuantSpec("bipolar"), bn={k: [Fraction(1, 3), Fraction(-2)] for k in
+                                                           ("gamma", "beta", "mean", "var")},
+                       eps=Fraction(1, 10**4), conv=(3, 1), pool=2, row_hash=["a", "b"],
+                       i_range=np.array([[-5, 5], [-7, 7]]), direction=np.array([1, -1]),
+                       thresholds=np.array([[1], [-2]]))
+    last = ExactLayer(weights=None, in_quant=QuantSpec("bipolar"), out_quant=None, bn=None, row_hash=["c"],
+                      i_range=np.array([[-3, 3]]))
+    for nchw in (True, False):
+        net = ExactNetwork((Fraction(2, 255), Fraction(-1)), QuantSpec("int", Fraction(1, 128), -128, 127),
+                           np.arange(255), [layer, last], nchw_input=nchw)
+        back = ExactNetwork.from_json(net.thresholds_json())
+        assert back.nchw_input is nchw and back.pixel_scale == net.pixel_scale
+        assert back.input_quant == net.input_quant and np.array_equal(back.input_thresholds, net.input_thresholds)
+        for a, b in zip(back.layers, net.layers):
+            assert (a.in_quant, a.out_quant, a.bn, a.eps, a.conv, a.pool, a.row_hash) == \
+                   (b.in_quant, b.out_quant, b.bn, b.eps, b.conv, b.pool, b.row_hash)
+            for key in ("i_range", "direction", "thresholds"):
+                x, y = getattr(a, key), getattr(b, key)
+                assert (x is None and y is None) or np.array_equal(x, y)
