@@ -294,8 +294,8 @@ def exact_network(model) -> ExactNetwork:
             continue  # a weight quantizer, read with its MatMul / Conv
         if op in ("Reshape", "Flatten", "MaxPool", "Transpose", "Identity"):
             if op == "MaxPool":
-                if not layers or layers[-1].out_quant is None:
-                    raise ExactFunctionError(f"{where}: max pool before any quantized activation")
+                if not layers or pending is not None:  # layers[-1] must be the layer whose codes it pools
+                    raise ExactFunctionError(f"{where}: max pool not directly on a layer's quantized activation")
                 attrs = {a.name: list(a.ints) for a in node.attribute}
                 k = attrs.get("kernel_shape", [2])[0]
                 if attrs.get("strides", [k])[0] != k:

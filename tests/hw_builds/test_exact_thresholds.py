@@ -301,3 +301,32 @@ def test_metadata_json_round_trip_keeps_everything_but_weights():
             for key in ("i_range", "direction", "thresholds"):
                 x, y = getattr(a, key), getattr(b, key)
                 assert (x is None and y is None) or np.array_equal(x, y)
+
+
+def test_max_pool_before_the_batch_norm_is_refused():
+    """A max pool between a conv and its batch norm pools dot products, not codes: refused, not given to the
+    layer before (the definition pools a layer's quantized activations)."""
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    from hw_builds.exact_function import ExactFunctionError, exact_network
+
+    def bq(src, dst):
+        return helper.make_node("BipolarQuant", [src, "one"], [dst], domain="qonnx.custom_op.general")
+
+    nodes = [bq("x", "xq"), bq("w1", "w1q"), helper.make_node("Conv", ["xq", "w1q"], ["c1"], kernel_shape=[3, 3]),
+             helper.make_node("BatchNormalization", ["c1", "g", "b", "m", "v"], ["n1"]), bq("n1", "a1"),
+             bq("w2", "w2q"), helper.make_node("Conv", ["a1", "w2q"], ["c2"], kernel_shape=[3, 3]),
+             helper.make_node("MaxPool", ["c2"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool_before_bn")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 2, 2, 2])])
+    model = ModelWrapper(qonnx_make_model(graph))
+    rng = np.random.default_rng(0)
+    model.set_initializer("one", np.ones(1, np.float32))
+    for name in ("w1", "w2"):
+        model.set_initializer(name, rng.standard_normal((2, 2, 3, 3)).astype(np.float32))
+    for name, value in (("g", 1.0), ("b", 0.0), ("m", 0.0), ("v", 1.0)):
+        model.set_initializer(name, np.full(2, value, np.float32))
+    with pytest.raises(ExactFunctionError, match=r"pool_before_bn \(MaxPool\): max pool not directly on a layer's"):
+        exact_network(model)
