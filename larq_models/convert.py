@@ -13,9 +13,9 @@ Layer mapping (every other layer is refused with its name, see :class:`Conversio
 | ``Rescaling(scale, offset)`` before the first quantizer | ``Mul`` (scale), ``Add`` (offset) |
 | sign input quantizer (``ste_sign``, ``approx_sign``, ``swish_sign``: forward sign(x), sign(0) = +1) | ``BipolarQuant`` (scale 1) |
 | ``FixedPointInput(bits, frac)`` on the first layer's input | ``Quant`` (scale 2**-frac, zero point 0, signed, narrow 0, ROUND) |
-| ``QuantDense`` with a sign kernel quantizer | ``BipolarQuant`` on the +-1 kernel, ``MatMul`` (+ ``Add`` for a bias) |
-| ``QuantConv2D`` (valid padding, no dilation) with a sign kernel quantizer | ``BipolarQuant`` on the OIHW kernel, ``Conv`` (+ ``Add``) |
-| ``BatchNormalization`` (last axis) | ``BatchNormalization`` (inference: moving mean / variance) |
+| ``QuantDense`` (no bias) with a sign kernel quantizer | ``BipolarQuant`` on the +-1 kernel, ``MatMul`` |
+| ``QuantConv2D`` (valid padding, no dilation, no bias) with a sign kernel quantizer | ``BipolarQuant`` on the OIHW kernel, ``Conv`` |
+| ``BatchNormalization`` (last axis) before a sign | ``BatchNormalization`` (inference: moving mean / variance) |
 | ``MaxPooling2D`` between a batch norm and the next sign | ``BipolarQuant`` first, then ``MaxPool`` (sign is monotone, so they commute) |
 | ``Flatten`` | ``Reshape`` to (1, -1) |
 | ``TensorNorm`` (larq_models.layers) | ``Sub``, ``Div``, ``Mul``, ``Add`` (scalars) |
@@ -26,7 +26,9 @@ Refused, naming the layer and why: a quantizer whose forward is not a plain sign
 the weights by their mean magnitude, DoReFa / SteTern are multi-bit or ternary, SteHeaviside gives 0 / 1,
 NoOp is no quantization), a float layer (Dense, Conv2D, a quantized layer without kernel or input
 quantizer) in the middle, a sign whose input is not a batch norm's output (missing batch norm), any other
-layer type, a non-linear graph (branches, several inputs or outputs).
+layer type, a non-linear graph (branches, several inputs or outputs), and what FINN's build would refuse after a
+correct conversion: a binary layer with a bias (``use_bias=True``) and a batch norm on the logits (a per-class
+affine after the last layer; top-1 would no longer be the argmax of the popcounts that FINN's LabelSelect takes).
 """
 
 from __future__ import annotations
@@ -239,6 +241,10 @@ def _quant_layer(g: _Graph, st: _State, layer) -> None:
     _check_plain(layer, where)
     kind = quantizer_kind(layer.input_quantizer, f"{where} input_quantizer")
     kernel = _binary_kernel(layer, where)
+    if layer.use_bias:
+        raise ConversionError(f"{where}: use_bias=True; FINN's binary MVAU and bnnflow's exact function take binary "
+                              "layers without bias (a hidden layer's bias only shifts the batch norm after it, a last "
+                              "layer's per-class bias reorders the classes): build it with use_bias=False")
     _input_quant(g, st, layer, kind)
     if isinstance(layer, lq.layers.QuantDense):
         if len(st.shape) != 1 or st.shape[0] != kernel.shape[0]:
@@ -268,9 +274,6 @@ def _quant_layer(g: _Graph, st: _State, layer) -> None:
                            pads=[0, 0, 0, 0], strides=[sh, sw])
         _, h, w = st.shape
         st.shape = (cout, (h - kh) // sh + 1, (w - kw) // sw + 1)
-    if layer.use_bias:
-        bias = np.asarray(layer.bias.numpy(), np.float32)
-        st.tensor = g.node("Add", [st.tensor], [bias.reshape(-1, 1, 1) if len(st.shape) == 3 else bias])
     st.kind, st.producer = "acc", layer.name
     st.quantized_layers += 1
 
@@ -380,10 +383,15 @@ def convert(model: tf.keras.Model) -> Conversion:
                                 ("dropped (final softmax)" if dropped_softmax and last else "deferred / identity")})
     if st.quantized_layers == 0:
         raise ConversionError(f"model {model.name!r}: no QuantDense / QuantConv2D layer; nothing binary to build")
-    if st.kind not in ("acc", "logits", "normed") or st.deferred:
+    if st.kind == "normed" and not st.deferred:
+        raise ConversionError(f"layer {st.producer!r} (BatchNormalization): a batch norm on the logits scales and "
+                              "shifts each class by its own constants, so top-1 is not the argmax of the last binary "
+                              "layer's dot products that FINN's LabelSelect takes; end the model with the last "
+                              "QuantDense, optionally TensorNorm (one scale and shift for every class) and a softmax")
+    if st.kind not in ("acc", "logits") or st.deferred:
         raise ConversionError(f"model {model.name!r}: ends after {st.producer!r} with pending "
                               f"{[type(l).__name__ for _, l in st.deferred]}; the output must be the last binary "
-                              "layer (optionally with a batch norm / TensorNorm / softmax)")
+                              "layer (optionally with TensorNorm / softmax)")
     # rename the last tensor to the graph output
     last_node = g.nodes[-1]
     last_node.output[0] = OUTPUT_NAME

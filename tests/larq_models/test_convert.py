@@ -91,7 +91,7 @@ def test_random_conv_models_convert_exactly(seed: int, hw: int, cin: int, c1: in
 
 
 def test_sequential_model_with_final_softmax() -> None:
-    """A Larq-zoo style Sequential model ending in BN + softmax: the softmax is dropped, logits before it compared."""
+    """A Sequential model ending in TensorNorm + softmax: the softmax is dropped, logits before it compared."""
     model = tf.keras.Sequential([
         tf.keras.Input((8, 8, 1)),
         tf.keras.layers.Rescaling(2 / 255, offset=-1.0),
@@ -100,7 +100,7 @@ def test_sequential_model_with_final_softmax() -> None:
         tf.keras.layers.BatchNormalization(),
         tf.keras.layers.Dropout(0.2),
         lq.layers.QuantDense(4, input_quantizer="ste_sign", **BIN),
-        tf.keras.layers.BatchNormalization(),
+        TensorNorm(),
         tf.keras.layers.Activation("softmax"),
     ])
     _randomise_norms(model, np.random.default_rng(0))
@@ -114,16 +114,19 @@ def test_sequential_model_with_final_softmax() -> None:
     np.testing.assert_allclose(graph, larq, rtol=0, atol=1e-4)
 
 
-def _mlp(first_input="ste_sign", hidden_input="ste_sign", kernel="ste_sign", bn=True, middle=None) -> tf.keras.Model:
+def _mlp(first_input="ste_sign", hidden_input="ste_sign", kernel="ste_sign", bn=True, middle=None, bias=(False, False),
+         tail=()) -> tf.keras.Model:
     inp = tf.keras.Input((4, 4, 1))
     x = tf.keras.layers.Rescaling(2 / 255, offset=-1.0)(inp)
     x = tf.keras.layers.Flatten()(x)
-    x = lq.layers.QuantDense(8, input_quantizer=first_input, kernel_quantizer=kernel, use_bias=False, name="fc0")(x)
+    x = lq.layers.QuantDense(8, input_quantizer=first_input, kernel_quantizer=kernel, use_bias=bias[0], name="fc0")(x)
     if bn:
         x = tf.keras.layers.BatchNormalization(name="fc0_bn")(x)
     if middle is not None:
         x = middle(x)
-    x = lq.layers.QuantDense(3, input_quantizer=hidden_input, kernel_quantizer="ste_sign", use_bias=False, name="fc1")(x)
+    x = lq.layers.QuantDense(3, input_quantizer=hidden_input, kernel_quantizer="ste_sign", use_bias=bias[1], name="fc1")(x)
+    for layer in tail:
+        x = layer(x)
     return tf.keras.Model(inp, x)
 
 
@@ -139,6 +142,13 @@ def _mlp(first_input="ste_sign", hidden_input="ste_sign", kernel="ste_sign", bn=
     (dict(middle=tf.keras.layers.Dense(8, name="float_dense")), r"'float_dense' \(Dense\): a float layer in the middle"),
     (dict(middle=tf.keras.layers.ReLU(name="relu")), r"'relu' \(ReLU\): a float layer in the middle"),
     (dict(hidden_input=FixedPointInput(8, 7)), r"'fc1'.*FixedPointInput on a hidden layer"),
+    # converted exactly before, then refused by the FINN build (the exact function's per-class output affine):
+    (dict(bias=(False, True)), r"'fc1' \(QuantDense\): use_bias=True.*per-class bias reorders"),
+    (dict(bias=(True, False)), r"'fc0' \(QuantDense\): use_bias=True.*use_bias=False"),
+    (dict(tail=[tf.keras.layers.BatchNormalization(name="logits_bn")]),
+     r"'logits_bn' \(BatchNormalization\): a batch norm on the logits.*LabelSelect"),
+    (dict(tail=[tf.keras.layers.BatchNormalization(name="logits_bn"), tf.keras.layers.Activation("softmax")]),
+     r"'logits_bn' \(BatchNormalization\): a batch norm on the logits"),
 ])
 def test_refusals_name_layer_and_reason(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ConversionError, match=pattern):
