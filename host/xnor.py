@@ -38,6 +38,7 @@ and ``xnor_conv.py`` (im2col, max pooling).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 
@@ -121,6 +122,17 @@ class XnorReference:
         per_image = max(layer.out_features * (int(np.prod(layer.conv.out_dim)) if layer.conv else 1)
                         for layer in layers)
         self._chunk = max(1, (1 << 22) // per_image)
+        # a w1a1 MLP on the compiled backend runs as one compiled call per batch (no per-layer Python)
+        self._net = self._compiled_mlp() if kernels is not None else None
+
+    def _compiled_mlp(self):
+        """The whole-network kernel (host/xnor_numba.MlpNet) where every layer is dense w1a1, else None."""
+        layers = self.model.layers
+        if any(la.conv is not None or la.act_bits != 1 or la.weight_bits != 1 for la in layers):
+            return None
+        thr0 = np.broadcast_to(self._thr1[0], (self.in_features,))
+        return self._kernels.MlpNet(self._w_t, [la.in_features for la in layers], self._thr1[1:], thr0,
+                                    self.model.output_mul, self.model.output_add)
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto") -> XnorReference:
@@ -139,15 +151,19 @@ class XnorReference:
     # --- activations --------------------------------------------------------------------------
     def _pixels(self, x: np.ndarray) -> np.ndarray:
         """Raw uint8 images -> (N, K0) values for an MLP, NHWC (N, H, W, C) for a conv net."""
-        x = np.asarray(x)
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
         if x.dtype != np.uint8:
             raise TypeError(f"XNOR reference input must be uint8 raw pixels, got {x.dtype}")
-        per_image = int(np.prod(x.shape[1:]))
+        if x.ndim < 1:
+            raise ValueError(f"input must be a batch of images (N, ...), got a {x.ndim}-d array")
+        per_image = math.prod(x.shape[1:])
         if per_image != self.in_features:
             raise ValueError(f"input has {per_image} values per image, model expects {self.in_features}")
         if self.model.is_conv:
             return np.ascontiguousarray(x.reshape((x.shape[0], *self.model.input_shape)).transpose(0, 2, 3, 1))
-        return np.ascontiguousarray(x.reshape(x.shape[0], per_image))
+        x = x.reshape(x.shape[0], per_image)
+        return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
     def _codes(self, i: int, values: np.ndarray) -> np.ndarray:
         """Threshold ``values`` (pixels for i = 0, layer i-1's accumulators) into layer i's input codes."""
@@ -276,23 +292,48 @@ class XnorReference:
         out["logits"] = self._logits_of(out[f"layer{last}.acc"])
         return out
 
+    def _checked(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """The one per-call check: ``batch_size`` >= 1 and uint8 raw pixels of the model's size; then :meth:`_pixels`.
+
+        Everything else (the model's consistency) was checked once, when the engine was built.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return self._pixels(x)
+
+    def _chunks(self, px: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        """Checked pixels in pieces of at most min(batch_size, internal chunk) images (the last may be partial)."""
+        step = min(batch_size, self._chunk)
+        for lo in range(0, px.shape[0], step):
+            yield px[lo : lo + step]
+
+    def _final_acc_of_pixels(self, px: np.ndarray) -> np.ndarray:
+        last = len(self.model.layers) - 1
+        state = self._input_state(px)
+        for i in range(last):
+            state = self._step(i, state)
+        return self._acc(last, state)
+
     def final_accumulators(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """The last layer's accumulators, int32 (N, M_last), the fast path (activations stay packed)."""
-        parts = []
-        last = len(self.model.layers) - 1
-        chunks = (xc for _, xb in self.batches(x, batch_size) for _, xc in self.batches(xb, self._chunk))
-        for xb in chunks:
-            state = self._input_state(self._pixels(xb))
-            for i in range(last):
-                state = self._step(i, state)
-            parts.append(self._acc(last, state))
+        px = self._checked(x, batch_size)
+        parts = [self._final_acc_of_pixels(p) for p in self._chunks(px, batch_size)]
         m = self.model.layers[-1].out_features
+        if len(parts) == 1:
+            return parts[0]
         return np.concatenate(parts) if parts else np.zeros((0, m), np.int32)
+
+    def _logits_labels(self, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits float32 (N, M_last), top-1 int64 (N,) or None where it is left to np.argmax)."""
+        if self._net is not None:  # one compiled call, whatever the batch size (it works image by image)
+            return self._net(self._checked(x, batch_size))
+        return self._logits_of(self.final_accumulators(x, batch_size)), None
 
     def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """float32 (N, M_last): acc * output_mul + output_add, as FINN's trailing Mul/Add compute it."""
-        return self._logits_of(self.final_accumulators(x, batch_size))
+        return self._logits_labels(x, batch_size)[0]
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Top-1 class per image, int64 (N,); ties go to the lowest index (np.argmax)."""
-        return np.argmax(self.logits(x, batch_size), axis=1).astype(np.int64)
+        logits, labels = self._logits_labels(x, batch_size)
+        return labels if labels is not None else np.argmax(logits, axis=1).astype(np.int64)

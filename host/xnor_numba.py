@@ -172,3 +172,87 @@ def ternary_dot(planes: np.ndarray, wp_t: np.ndarray, wn_t: np.ndarray, act_bias
     out = np.empty((planes.shape[1], wp_t.shape[1]), dtype=np.int32)
     _ternary_dot(np.ascontiguousarray(planes), wp_t, wn_t, np.int64(act_bias), out)
     return out
+
+
+MLP_BLOCK = 256  # images run layer by layer together in _mlp_forward (one layer's weights stay in cache)
+
+
+@njit(cache=True, nogil=True)
+def _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels):
+    """Whole w1a1 MLP: x (N, K0) uint8 pixels, thr0 (K0,) int32 -> logits (N, M_last) float32, labels (N,) int64.
+
+    ``w``: every layer's transposed words (W, M) back to back, uint64; ``layout`` (L, 5) int64 rows
+    (word offset, W, M, K, threshold offset); ``thr`` every hidden layer's (M,) int32 thresholds back to back.
+    Images go through in blocks of MLP_BLOCK, layer by layer, activations packed throughout.
+    """
+    n, k0 = x.shape
+    n_layers = layout.shape[0]
+    max_w = (k0 + 63) // 64
+    max_m = 1
+    for layer in range(n_layers):
+        max_w = max(max_w, (layout[layer, 2] + 63) // 64)
+        max_m = max(max_m, layout[layer, 2])
+    a = np.empty((MLP_BLOCK, max_w), np.uint64)
+    b = np.empty((MLP_BLOCK, max_w), np.uint64)
+    acc = np.empty(max_m, np.uint64)
+    for lo in range(0, n, MLP_BLOCK):
+        rows = min(MLP_BLOCK, n - lo)
+        for r in range(rows):  # input thresholding, packed
+            for q in range((k0 + 63) // 64):
+                word = np.uint64(0)
+                for bit in range(min(64, k0 - q * 64)):
+                    j = q * 64 + bit
+                    if np.int32(x[lo + r, j]) >= thr0[j]:
+                        word |= np.uint64(1) << np.uint64(bit)
+                a[r, q] = word
+        for layer in range(n_layers):
+            off, words, m, k, toff = layout[layer, 0], layout[layer, 1], layout[layer, 2], layout[layer, 3], layout[layer, 4]
+            w_t = w[off : off + words * m].reshape(words, m)
+            acc_m = acc[:m]
+            for r in range(rows):
+                _popcount_row(a[r], w_t, acc_m)
+                if layer < n_layers - 1:
+                    for q in range((m + 63) // 64):  # fused threshold + pack
+                        word = np.uint64(0)
+                        for bit in range(min(64, m - q * 64)):
+                            j = q * 64 + bit
+                            if np.int32(k) - np.int32(acc[j]) >= thr[toff + j]:
+                                word |= np.uint64(1) << np.uint64(bit)
+                        b[r, q] = word
+                else:  # acc * output_mul + output_add in float32 (two roundings, as numpy), first argmax
+                    best = 0
+                    for j in range(m):
+                        logits[lo + r, j] = np.float32(np.int32(k) - np.int32(acc[j])) * mul[j] + add[j]
+                        if logits[lo + r, j] > logits[lo + r, best]:
+                            best = j
+                    labels[lo + r] = best
+            a, b = b, a
+
+
+class MlpNet:
+    """A w1a1 MLP as one compiled call: the arrays of :func:`_mlp_forward`, laid out once when it is built.
+
+    ``weights_t``: per layer (W, M) uint64 transposed words; ``thresholds``: per hidden layer (M,) int32;
+    ``k``: per layer K; ``thr0`` (K0,) int32 input thresholds; ``mul`` / ``add`` (M_last,) float32.
+    """
+
+    def __init__(self, weights_t: list[np.ndarray], k: list[int], thresholds: list[np.ndarray],
+                 thr0: np.ndarray, mul: np.ndarray, add: np.ndarray):
+        offsets = np.cumsum([0] + [w.size for w in weights_t])
+        t_offsets = np.cumsum([0] + [t.size for t in thresholds] + [0])
+        self.w = np.concatenate([w.reshape(-1) for w in weights_t]).astype(np.uint64)
+        self.layout = np.array([[offsets[i], w.shape[0], w.shape[1], k[i], t_offsets[i]]
+                                for i, w in enumerate(weights_t)], dtype=np.int64)
+        self.thr = (np.concatenate(thresholds).astype(np.int32) if thresholds else np.zeros(1, np.int32))
+        self.thr0 = np.ascontiguousarray(thr0, dtype=np.int32)
+        self.mul = np.ascontiguousarray(mul, dtype=np.float32)
+        self.add = np.ascontiguousarray(add, dtype=np.float32)
+        self.m_last = int(weights_t[-1].shape[1])
+
+    def __call__(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K0) uint8 C-contiguous pixels -> (logits float32 (N, M_last), labels int64 (N,))."""
+        n = px.shape[0]
+        logits = np.empty((n, self.m_last), dtype=np.float32)
+        labels = np.empty(n, dtype=np.int64)
+        _mlp_forward(px, self.thr0, self.w, self.layout, self.thr, self.mul, self.add, logits, labels)
+        return logits, labels

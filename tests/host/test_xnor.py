@@ -148,3 +148,46 @@ def test_bad_input_is_refused() -> None:
         engine.predict(np.zeros((2, 783), dtype=np.uint8))
     with pytest.raises(ValueError, match="batch_size"):
         engine.predict(np.zeros((2, 784), dtype=np.uint8), batch_size=0)
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not importable here (the compiled path is optional)")
+@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 600])
+def test_compiled_whole_mlp_matches_per_layer_path(n: int) -> None:
+    """The one-call compiled MLP (host/xnor_numba.MlpNet, blocks of MLP_BLOCK images) gives the per-layer
+    path's logits and the numpy path's top-1, bit for bit, at batch sizes around its block size."""
+    from host.xnor_numba import MLP_BLOCK
+
+    assert MLP_BLOCK == 256  # the parametrization straddles it
+    rng = np.random.default_rng(n)
+    model = random_xnor_model([300, 130, 64, 70, 10], rng, per_channel=bool(n % 2))
+    x = rng.integers(0, 256, size=(n, 300), dtype=np.uint8)
+    whole = XnorReference(model, backend="numba")
+    assert whole._net is not None
+    per_layer = XnorReference(model, backend="numba")
+    per_layer._net = None
+    numpy_engine = XnorReference(model, backend="numpy")
+    want = numpy_engine.logits(x)
+    np.testing.assert_array_equal(whole.logits(x), want)
+    np.testing.assert_array_equal(per_layer.logits(x), want)
+    np.testing.assert_array_equal(whole.predict(x), np.argmax(want, axis=1))
+    np.testing.assert_array_equal(whole.predict(x, batch_size=7), numpy_engine.predict(x, batch_size=7))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_model_is_validated_once_not_per_call(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's checks run when the engine is built; a call only checks its input (cheap at batch 1)."""
+    model = random_xnor_model([784, 64, 10], np.random.default_rng(7))
+    engine = make_engine(model, backend)
+    x = np.random.default_rng(8).integers(0, 256, size=(3, 784), dtype=np.uint8)
+    want = engine.logits(x)
+
+    def fail(_model):
+        raise AssertionError("validate_model ran during a call")
+
+    monkeypatch.setattr(xnor, "validate_model", fail)
+    np.testing.assert_array_equal(engine.logits(x), want)
+    engine.predict(x[:1], batch_size=1)
+    with pytest.raises(AssertionError, match="during a call"):
+        make_engine(model, backend)  # building an engine does validate
+    with pytest.raises(ValueError, match="783 values per image"):
+        engine.predict(np.zeros((1, 783), dtype=np.uint8))
