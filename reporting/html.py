@@ -130,6 +130,59 @@ def bench_tables(data: dict[str, Any], name: str) -> str:
     return "\n".join(out)
 
 
+DSE_COLUMNS = (  # (summary.json key, header, format) of the design-space table
+    ("model", "model", "text"), ("board", "board", "text"), ("test_accuracy_pct", "test accuracy (%)", ".2f"),
+    ("images_per_s", "best design: images/s (FINN estimate)", ",.0f"), ("bound", "bound it hits", "text"),
+    ("LUT", "LUT", ",.0f"), ("LUT_pct", "LUT (% of board)", ".1f"), ("BRAM_18K", "BRAM_18K", ",.0f"),
+    ("io_bound_images_per_s", "I/O bound: images/s", ",.0f"),
+    ("setfolding_images_per_s", "SetFolding asked for it: images/s", ",.0f"),
+    ("setfolding_LUT", "SetFolding: LUT", ",.0f"), ("built", "built and verified", "text"),
+)
+
+
+def dse_table(designs: list[dict[str, Any]]) -> str:
+    """The design-space sweep's best design per model x board (results/dse/summary.json) as an HTML table."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in DSE_COLUMNS)
+    body = []
+    for row in designs:
+        cells = []
+        for key, _, fmt in DSE_COLUMNS:
+            value = row.get(key)
+            if key == "bound" and row.get("status") == "does_not_fit":
+                value = "does not fit the board"
+            if value is None or (isinstance(value, float) and value != value):
+                cells.append(f'<td class="na">{NA}</td>')
+            elif fmt == "text":
+                cells.append(f'<td class="text">{html.escape(str(value))}</td>')
+            else:
+                cells.append(f"<td>{format(float(value), fmt)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<div class="table-wrap"><table id="dse-table"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def dse_section(inputs: ReportInputs) -> list[str]:
+    """The design-space exploration's plots and table, when the report was given results/dse/ (report.dse)."""
+    if inputs.dse is None and not inputs.dse_plots:
+        return []
+    out = ["<h2 id='dse'>Design-space exploration: fastest design per model x board</h2>",
+           "<p class='meta'>From <code>snakemake dse</code> (results/dse/): for every model x board the fastest "
+           "folding within the board's fabric budget and its DMA's I/O bound, by FINN's analytical estimates; "
+           "SetFolding is FINN's own folding asked for the same throughput. Stars in the plot are published "
+           "on-board measurements.</p>"]
+    if "pareto" in inputs.dse_plots:
+        out.append(figure(inputs.dse_plots["pareto"], "design-space Pareto front",
+                          "Accuracy vs estimated images/s per board, colour = LUT; dotted: the I/O bound; "
+                          "dashed: the Pareto front of the sweep (results/dse/pareto.png)."))
+    if inputs.dse is not None:
+        out.append(dse_table(inputs.dse["designs"]))
+    if "setfolding" in inputs.dse_plots:
+        out.append(figure(inputs.dse_plots["setfolding"], "SetFolding vs the search",
+                          "LUT of SetFolding at each target_fps and of the search at the same throughput "
+                          "(results/dse/setfolding.png, table in results/dse/setfolding.csv)."))
+    return out
+
+
 def _verify_line(verify: dict | None) -> str:
     if not verify:
         return "XNOR verification: n/a (not run for this model)."
@@ -160,6 +213,7 @@ def render_html(inputs: ReportInputs, frame: pd.DataFrame, plots: dict[str, str]
         figure(plots["pareto"], "accuracy vs throughput vs LUT", notes.get("pareto", "")),
         "<h2 id='latency'>Latency: accelerator vs XNOR reference</h2>",
         figure(plots["latency"], "latency accelerator vs XNOR reference", notes.get("latency", "")),
+        *dse_section(inputs),
     ]
     for model in inputs.models:
         data = inputs.model_data[model]

@@ -29,6 +29,9 @@ PATTERNS: dict[str, str] = {
     "summary": rf"hw_builds/{MODEL}/{BOARD}/summary\.json",
     "validation": rf"results/{MODEL}/{BOARD}/validation\.json",
     "bench": r"results/bench/(?P<bench>[A-Za-z0-9_-]+)\.json",
+    # the design-space sweep (`snakemake dse`, shown when report.dse is set): its table and two plots
+    "dse": r"results/dse/summary\.json",
+    "dse_plot": r"results/dse/(?P<plot>pareto|setfolding)\.png",
 }
 REQUIRED_PER_MODEL = ("metrics", "history")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -72,6 +75,8 @@ class ReportInputs:
     builds: dict[tuple[str, str], BuildData]
     benches: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    dse: dict[str, Any] | None = None  # results/dse/summary.json: {"designs": [...], "setfolding": [...]}
+    dse_plots: dict[str, Path] = field(default_factory=dict)  # "pareto" / "setfolding" -> results/dse/<name>.png
 
 
 def pick(data: dict | None, dotted: str, default: Any = None) -> Any:
@@ -169,7 +174,8 @@ def load_inputs(files: list[str | Path], models: list[str], boards: list[str]) -
     by_kind: dict[str, dict[tuple, Path]] = {kind: {} for kind in PATTERNS}
     for f in files:
         kind, wc = classify(f)
-        key = (wc["bench"],) if kind == "bench" else (wc["model"], wc.get("board"))
+        key = (wc["bench"],) if kind == "bench" else (wc["plot"],) if kind == "dse_plot" else \
+            () if kind == "dse" else (wc["model"], wc.get("board"))
         by_kind[kind][key] = Path(f)
     for model in models:
         for kind in REQUIRED_PER_MODEL:
@@ -206,7 +212,24 @@ def load_inputs(files: list[str | Path], models: list[str], boards: list[str]) -
                 build.validation = read_json(validation_path)
             builds[(model, board)] = build
     benches = {name: read_json(p) for (name,), p in by_kind["bench"].items()}
-    return ReportInputs(list(models), list(boards), model_data, builds, benches, [str(f) for f in files])
+    dse = read_dse(by_kind["dse"][()]) if () in by_kind["dse"] else None
+    dse_plots = {name: p for (name,), p in by_kind["dse_plot"].items()}
+    for name, p in dse_plots.items():
+        if not p.is_file():
+            raise ReportInputError(f"{p}: missing; the report needs it (run `snakemake dse`)")
+    return ReportInputs(list(models), list(boards), model_data, builds, benches, [str(f) for f in files], dse, dse_plots)
+
+
+def read_dse(path: str | Path) -> dict[str, Any]:
+    """The design-space sweep's summary (reporting.dse.summarize): {"designs": [row per model x board, with
+    model, board, status, images_per_s, bound, LUT, BRAM_18K, test_accuracy_pct, ...], "setfolding": [...]}."""
+    data = read_json(path)
+    designs = data.get("designs")
+    if not isinstance(designs, list) or not all(isinstance(r, dict) and {"model", "board", "status"} <= r.keys()
+                                                 for r in designs):
+        raise ReportInputError(f"{path}: expected \"designs\", a list of rows with model, board and status "
+                               "(written by summarize_dse)")
+    return data
 
 
 def discover(root: str | Path, models: list[str], boards: list[str]) -> list[str]:
@@ -219,4 +242,5 @@ def discover(root: str | Path, models: list[str], boards: list[str]) -> list[str
         for b in boards:
             candidates += [f"hw_builds/{m}/{b}/summary.json", f"results/{m}/{b}/validation.json"]
     candidates += [p.relative_to(root).as_posix() for p in sorted((root / "results" / "bench").glob("*.json"))]
+    candidates += ["results/dse/summary.json", "results/dse/pareto.png", "results/dse/setfolding.png"]
     return [str(root / c) for c in candidates if (root / c).is_file()]

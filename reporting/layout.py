@@ -30,9 +30,10 @@ def plot_outputs(plots_dir: str | Path, models: list[str], boards: list[str]) ->
 
 
 def report_input_files(models: list[str], boards: list[str], producible: Callable[[str], bool],
-                       benchmarks: Iterable[str] = ()) -> list[str]:
+                       benchmarks: Iterable[str] = (), dse: bool = False) -> list[str]:
     """The stage outputs the report reads: training and test predictions of every model (always), and each
-    XNOR verification, FINN summary, validation and chosen benchmark that ``producible`` says the workflow makes."""
+    XNOR verification, FINN summary, validation and chosen benchmark that ``producible`` says the workflow makes;
+    with ``dse`` also the design-space sweep's summary and plots (results/dse/, made by `snakemake dse`)."""
     files = []
     for m in models:
         files += [f"results/{m}/train/metrics.json", f"results/{m}/train/history.csv",
@@ -42,4 +43,6 @@ def report_input_files(models: list[str], boards: list[str], producible: Callabl
             optional += [f"hw_builds/{m}/{b}/summary.json", f"results/{m}/{b}/validation.json"]
         files += [f for f in optional if producible(f)]
     files += [f for f in (f"results/bench/{name}.json" for name in benchmarks) if producible(f)]
+    if dse:
+        files += ["results/dse/summary.json", "results/dse/pareto.png", "results/dse/setfolding.png"]
     return files

@@ -153,3 +153,39 @@ def write_tree(root: Path, models=("tfc_w1a1", "sfc_w1a1"), boards=("Pynq-Z1", "
     if full:
         _write_json(root / "results" / "bench" / "xnor.json", {"images_per_s": {"numpy": 5000.0, "numba": 60000.0}})
     return root
+
+
+def write_dse(root: Path, boards=("Pynq-Z1", "ZCU104")) -> list[dict]:
+    """results/dse/ as summarize_dse writes it (summary.json's rows, pareto.png and setfolding.png drawn by
+    reporting.dse's own plot functions): 9 MLP variants per board, lfc_w2a2 too large for the first board."""
+    import matplotlib.pyplot as plt
+
+    from reporting.dse import plot_pareto, plot_setfolding
+
+    rows, sf_rows = [], []
+    models = [f"{net}_{bits}" for net in ("tfc", "sfc", "lfc") for bits in ("w1a1", "w1a2", "w2a2")]
+    for j, board in enumerate(boards):
+        for i, model in enumerate(models):
+            row = {"model": model, "board": board, "status": "fits", "test_accuracy_pct": 90.0 + 0.5 * i,
+                   "io_bound_images_per_s": 1_020_408.0 * (1 + j), "io_bytes_per_image": 784, "dma_width_bits": 64}
+            if model == "lfc_w2a2" and j == 0:
+                row.update({"status": "does_not_fit", "bound": "does_not_fit", "built": False})
+            else:
+                row.update({"bound": "io" if i < 3 else "fabric:LUT", "images_per_s": 1e6 / (1 + i) * (1 + j),
+                            "LUT": 2000.0 * (1 + i), "BRAM_18K": 4.0 + i, "URAM": 0.0, "DSP": 0.0,
+                            "LUT_pct": 100.0 * 2000 * (1 + i) / BOARD_LUTS[board], "BRAM_18K_pct": 1.0 + i,
+                            "setfolding_images_per_s": 0.9e6 / (1 + i) * (1 + j), "setfolding_LUT": 2600.0 * (1 + i),
+                            "built": i == 0})
+            rows.append(row)
+    for fps in (10_000, 100_000):
+        sf_rows.append({"model": "tfc_w1a1", "board": boards[0], "target_fps": fps, "mvau_wwidth_max": 36,
+                        "setfolding_images_per_s": 1.1 * fps, "search_images_per_s": 1.1 * fps,
+                        "setfolding_LUT": fps / 50, "search_LUT": fps / 60, "setfolding_BRAM_18K": 7,
+                        "search_BRAM_18K": 7, "setfolding_fits_budget": True})
+    out = root / "results" / "dse"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, fig in (("pareto", plot_pareto(rows)), ("setfolding", plot_setfolding(sf_rows))):
+        fig.savefig(out / f"{name}.png", format="png", dpi=60)
+        plt.close(fig)
+    _write_json(out / "summary.json", {"designs": rows, "setfolding": sf_rows})
+    return rows

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_fixtures import write_tree
+from report_fixtures import write_dse, write_tree
 
 from reporting.inputs import ReportInputError, discover
 from reporting.layout import plot_files
@@ -78,3 +78,47 @@ def test_rendering_imports_no_torch(tmp_path: Path) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_design_space_sweep_is_in_the_report(tmp_path: Path) -> None:
+    """With results/dse/ given (report.dse), the page shows the sweep's Pareto plot, SetFolding plot and table."""
+    write_tree(tmp_path, MODELS, BOARDS)
+    rows = write_dse(tmp_path, BOARDS)
+    out = tmp_path / "results"
+    files = discover(tmp_path, MODELS, BOARDS)
+    assert {Path(f).name for f in files} >= {"summary.json", "pareto.png", "setfolding.png"}
+    render_report(files, MODELS, BOARDS, out / "report.html", out / "summary.csv", out / "plots", progress=False)
+    html = (out / "report.html").read_text()
+    embedded = {base64.b64decode(e) for e in re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)}
+    assert {(out / "dse" / f"{p}.png").read_bytes() for p in ("pareto", "setfolding")} <= embedded
+    table = html.split('id="dse-table"')[1].split("</table>")[0]
+    body = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])
+    assert len(body) == len(rows) == 9 * len(BOARDS)
+    assert "does not fit the board" in body[8] and "<td>1,000,000</td>" in body[0] and "fabric:LUT" in body[3]
+    assert html.index("id='dse'") < html.index("id='model-tfc_w1a1'")  # after the summary plots, before the models
+
+
+def test_report_without_the_sweep_has_no_dse_section(tmp_path: Path) -> None:
+    _render(tmp_path)
+    assert "id='dse'" not in (tmp_path / "results/report.html").read_text()
+
+
+def test_dse_plot_given_but_missing_is_named(tmp_path: Path) -> None:
+    write_tree(tmp_path, MODELS, BOARDS)
+    write_dse(tmp_path, BOARDS)
+    files = discover(tmp_path, MODELS, BOARDS)
+    (tmp_path / "results/dse/setfolding.png").unlink()
+    out = tmp_path / "results"
+    with pytest.raises(ReportInputError, match="results/dse/setfolding.png: missing"):
+        render_report(files, MODELS, BOARDS, out / "report.html", out / "summary.csv", out / "plots", progress=False)
+    assert not (out / "report.html").exists()
+
+
+def test_dse_summary_without_designs_is_refused(tmp_path: Path) -> None:
+    write_tree(tmp_path, MODELS, BOARDS)
+    write_dse(tmp_path, BOARDS)
+    (tmp_path / "results/dse/summary.json").write_text('{"rows": []}')
+    out = tmp_path / "results"
+    with pytest.raises(ReportInputError, match=r"results/dse/summary.json: expected \"designs\""):
+        render_report(discover(tmp_path, MODELS, BOARDS), MODELS, BOARDS, out / "report.html", out / "summary.csv",
+                      out / "plots", progress=False)

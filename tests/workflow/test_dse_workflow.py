@@ -41,3 +41,12 @@ def test_dse_dry_run_plans_every_search(tmp_path: Path) -> None:
 def test_all_does_not_run_the_sweep(tmp_path: Path) -> None:
     plan = dry_run(tmp_path, "all")
     assert job_count(plan, "search_folding") == 0 and "summarize_dse" not in plan
+
+
+def test_report_dse_puts_the_sweep_in_the_report(tmp_path: Path) -> None:
+    """report.dse (set by workflow/dse_quick.yaml): the main report reads the sweep's summary, so it runs it."""
+    plan = dry_run(tmp_path, "results/report.html", "--configfile", str(REPO / "workflow" / "dse_quick.yaml"))
+    assert job_count(plan, "summarize_dse") == 1 and job_count(plan, "render_report") == 1
+    render = plan.split("rule render_report:")[1].split("\n\n")[0]
+    assert "results/dse/summary.json" in render and "results/dse/pareto.png" in render
+    assert "results/dse/summary.json" not in dry_run(tmp_path, "results/report.html").split("rule render_report:")[1]

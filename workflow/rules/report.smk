@@ -34,6 +34,7 @@ rule render_report:
             config["boards"],
             stage_applies,
             config.get("report", {}).get("benchmarks", []),
+            dse=config.get("report", {}).get("dse", False),
         ),
     output:
         html=report("results/report.html", category="Report", labels={"file": "report.html"}),
