@@ -97,7 +97,11 @@ def setfolding_rows(searches: list) -> list[dict]:
                          "search_LUT": c["search"]["resources_total"]["LUT"],
                          "setfolding_BRAM_18K": c["setfolding"]["resources_total"]["BRAM_18K"],
                          "search_BRAM_18K": c["search"]["resources_total"]["BRAM_18K"],
-                         "setfolding_fits_budget": c["setfolding_fits_budget"]})
+                         "setfolding_DSP": c["setfolding"]["resources_total"]["DSP"],
+                         "search_DSP": c["search"]["resources_total"]["DSP"],
+                         "setfolding_fits_budget": c["setfolding_fits_budget"],
+                         # the search's LUT is compared at no more BRAM / URAM / DSP than SetFolding's (else n/a)
+                         "search_within_setfolding_bram_uram_dsp": c.get("search_within_setfolding_bram_uram_dsp")})
     return rows
 
 

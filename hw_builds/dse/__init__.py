@@ -7,3 +7,10 @@ bounds; ``search`` picks one option per layer (fastest, then fewest LUT, then fe
 ``setfolding`` runs FINN's SetFolding for comparison; ``explore`` is what the Snakemake rule calls
 (the sweep's table and plots are in ``reporting.dse``).
 """
+
+# Why a convolutional network is refused (by the config check of workflow/rules/common.smk, before anything runs,
+# and by hw_builds.dse.space on the graph); kept here, free of FINN imports, so the workflow can read it at parse time.
+CNV_REFUSAL = ("the folding search covers dense (MLP) networks only: a CNV's sliding-window generators and "
+               "pooling layers must fold with their MVAU's SIMD (FINN's coupled-layer rules), which its "
+               "layer-by-layer dynamic programme does not model; build a CNV with finn.target_fps or a "
+               "folding JSON instead")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from hw_builds.dse.bounds import fabric_budget, finn_resource_limits, host_thres
 from hw_builds.dse.graph import apply_folding, estimation_graph, finn_estimates, frontend_graph
 from hw_builds.dse.search import Selection, binding_bound, cheapest, fastest, unconstrained_minimum
 from hw_builds.dse.setfolding import setfolding_design
-from hw_builds.dse.space import COST_RESOURCES, layer_options
+from hw_builds.dse.space import COST_RESOURCES, UnsupportedGraphError, layer_options, refuse_convolutions
+from hw_builds.execute import FinnExecutionError, load_model
 
 FORMAT_VERSION = 1
 
@@ -38,6 +40,15 @@ def _design(sel: Selection, est_model, fpgapart: str, clk_period_ns: float, io) 
         "images_per_s": min(fabric_fps, io.fps),  # what the board can sustain: the slower of fabric and DMA
         **{k: est[k] for k in ("max_cycles", "bottleneck_layer", "resources_total", "resources_per_layer", "cycles_per_layer")},
     }
+
+
+def _cheapest_beside(options, sf: dict) -> tuple[Selection, bool]:
+    """The fewest-LUT design at SetFolding's cycles per image that uses no more BRAM_18K, URAM and DSP than
+    SetFolding's (LUT is compared, so it must not be bought with DSPs or BRAM that SetFolding left free);
+    (selection, True), or the fewest-LUT design at any fabric and False if no option set stays within them."""
+    others = {r: sf["resources_total"][r] + 1e-6 for r in COST_RESOURCES if r != "LUT"}
+    within = cheapest(options, sf["max_cycles"], others)
+    return (within, True) if within is not None else (cheapest(options, sf["max_cycles"]), False)
 
 
 def _search_with_io(options, model, budget, board, clk_period_ns):
@@ -69,6 +80,7 @@ def explore(onnx_path: str | Path, board: str, out_json: str | Path, folding_jso
     from rich.progress import Progress
 
     t0 = time.perf_counter()
+    refuse_convolutions(load_model(onnx_path), onnx_path)  # a CNV is refused before anything is written
     spec = get_board(board)
     budget = fabric_budget(board, fabric_limits)
     limits = {**finn_resource_limits(), **(fabric_limits or {})}
@@ -130,7 +142,7 @@ def explore(onnx_path: str | Path, board: str, out_json: str | Path, folding_jso
                 step(i)
                 i += 1
                 sf = setfolding_design(hw, est, board, clk_period_ns, int(fps), wwidth)
-                ours = cheapest(options, sf["max_cycles"])  # same cycles per image, any fabric
+                ours, within = _cheapest_beside(options, sf)
                 ours_d = _design(ours, est, spec.part, clk_period_ns, io)
                 comparisons.append({
                     "target_fps": int(fps), "mvau_wwidth_max": wwidth,
@@ -138,6 +150,7 @@ def explore(onnx_path: str | Path, board: str, out_json: str | Path, folding_jso
                     "search": {"throughput_fps": ours_d["fabric_images_per_s"], "max_cycles": ours_d["max_cycles"],
                                "resources_total": ours_d["resources_total"], "folding": ours_d["folding"]},
                     "setfolding_fits_budget": all(sf["resources_total"][r] <= budget[r] for r in COST_RESOURCES),
+                    "search_within_setfolding_bram_uram_dsp": within,
                 })
         result["setfolding_comparison"] = comparisons
         if result["status"] == "fits":
@@ -164,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clk-period-ns", type=float, default=10.0)
     parser.add_argument("--setfolding-fps", type=int, nargs="*", default=[])
     args = parser.parse_args(argv)
-    r = explore(args.onnx, args.board, args.out_json, args.folding_json, clk_period_ns=args.clk_period_ns,
-                setfolding_fps=args.setfolding_fps)
+    try:
+        r = explore(args.onnx, args.board, args.out_json, args.folding_json, clk_period_ns=args.clk_period_ns,
+                    setfolding_fps=args.setfolding_fps)
+    except (UnsupportedGraphError, FinnExecutionError) as err:  # refused input: one line, exit code 2
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     best = r.get("best") or {}
     print(r["status"], best.get("images_per_s"), best.get("resources_total"), best.get("bound"))
     return 0

@@ -15,6 +15,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from hw_builds.custom_steps import folding_problem
+from hw_builds.dse import CNV_REFUSAL
 from hw_builds.dse.graph import hw_nodes
 
 COST_RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
@@ -23,6 +24,8 @@ COST_RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 RAM_STYLES = ("auto", "block", "distributed")
 # Coupled layers (a depthwise SWG's SIMD must equal its VVAU/Pool's PE) are not searched layer by layer.
 COUPLED_OPS = ("VVAU", "Pool", "ConvolutionInputGenerator")
+# The exported (QONNX) ops that become such layers: a network with any of them is refused before FINN runs.
+CONV_OPS = ("Conv", "MaxPool", "AveragePool", "ConvTranspose")
 
 
 class UnsupportedGraphError(ValueError):
@@ -91,6 +94,15 @@ def _multiplies(inst) -> bool:
         return False
 
 
+def refuse_convolutions(model, onnx_path) -> None:
+    """Raise UnsupportedGraphError naming ``onnx_path`` and its first convolution / pooling node, if any
+    (checked on the exported graph, before FINN's front end spends minutes on it)."""
+    conv = [n for n in model.graph.node if n.op_type in CONV_OPS]
+    if conv:
+        raise UnsupportedGraphError(f"{onnx_path}: refused, a convolutional network ({len(conv)} Conv / pooling "
+                                    f"nodes, first {conv[0].name} ({conv[0].op_type})): {CNV_REFUSAL}")
+
+
 def layer_options(model, fpgapart: str) -> dict[str, list[LayerOption]]:
     """Every HW layer's legal, non-dominated options, keyed by layer name, in graph order.
 
@@ -101,10 +113,7 @@ def layer_options(model, fpgapart: str) -> dict[str, list[LayerOption]]:
     out: dict[str, list[LayerOption]] = {}
     for node in hw_nodes(model):
         if node.op_type.startswith(COUPLED_OPS):
-            raise UnsupportedGraphError(
-                f"layer {node.name} ({node.op_type}): its folding is tied to a neighbour's; the search covers "
-                "dense (MLP) graphs"
-            )
+            raise UnsupportedGraphError(f"layer {node.name} ({node.op_type}): {CNV_REFUSAL}")
         inst = getCustomOp(node)
         candidates = _attr_candidates(inst)
         original = {a: inst.get_nodeattr(a) for a in candidates}

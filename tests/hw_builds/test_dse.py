@@ -55,6 +55,8 @@ def test_fewer_luts_than_setfolding_at_every_target(tfc_search) -> None:
     for c in result["setfolding_comparison"]:
         assert c["search"]["max_cycles"] <= c["setfolding"]["max_cycles"]
         assert c["search"]["resources_total"]["LUT"] <= c["setfolding"]["resources_total"]["LUT"]
+        assert c["search_within_setfolding_bram_uram_dsp"]  # the LUT saved is not paid for in BRAM or DSP
+        assert all(c["search"]["resources_total"][r] <= c["setfolding"]["resources_total"][r] for r in ("BRAM_18K", "URAM", "DSP"))
     at_best = result["setfolding_at_best"][0]
     assert at_best["resources_total"]["LUT"] > result["best"]["resources_total"]["LUT"] or \
         at_best["throughput_fps"] < result["best"]["fabric_images_per_s"]

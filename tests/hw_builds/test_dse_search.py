@@ -75,3 +75,45 @@ def test_io_floor_stops_the_search_at_the_dma() -> None:
 def test_nothing_fits_gives_none() -> None:
     options = {"L0": [LayerOption({"PE": 1}, 100, (500.0, 0.0, 0.0, 0.0))]}
     assert fastest(options, {"LUT": 100}) == (None, None)
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_setfolding_comparison_buys_no_luts_with_other_resources(seed: int) -> None:
+    """Against SetFolding the search takes the fewest LUT at SetFolding's cycles with no more BRAM_18K, URAM and
+    DSP than SetFolding used (a DSP-for-LUT trade would flatter the LUT comparison): brute force agrees."""
+    from hw_builds.dse.explore import _cheapest_beside
+
+    rng = np.random.default_rng(300 + seed)
+    options = random_options(rng, layers=int(rng.integers(1, 4)), per_layer=int(rng.integers(2, 6)))
+    sf_choice = [opts[int(rng.integers(0, len(opts)))] for opts in options.values()]  # SetFolding's pick
+    sf_cost = [sum(o.cost[k] for o in sf_choice) for k in range(4)]
+    sf = {"max_cycles": max(o.cycles for o in sf_choice),
+          "resources_total": dict(zip(("LUT", "BRAM_18K", "URAM", "DSP"), sf_cost))}
+    sel, within = _cheapest_beside(options, sf)
+    assert within  # SetFolding's own pick stays within its own resources
+    want = brute_force(options, sf["max_cycles"], {r: v for r, v in sf["resources_total"].items() if r != "LUT"})
+    assert sel.cost == pytest.approx(want)
+    assert sel.cost[0] <= sf_cost[0] and all(sel.cost[k] <= sf_cost[k] + 1e-9 for k in (1, 2, 3))
+
+
+def test_a_convolutional_network_is_refused_before_finn(tmp_path) -> None:
+    """A CNV's ONNX file: one line naming the file and the first Conv node, exit code 2, nothing written."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hw_builds.dse.explore import main
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], [0.5] * 108)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="Conv_0")], "cnv", [x], [y], [w])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph), path)
+    out = tmp_path / "out"
+    assert main([str(path), "Pynq-Z1", str(out / "search.json"), str(out / "folding.json")]) == 2
+    assert not out.exists()
+    from hw_builds.dse.space import UnsupportedGraphError
+    from hw_builds.dse.explore import explore
+
+    with pytest.raises(UnsupportedGraphError, match=r"model.onnx: refused, a convolutional network .*first Conv_0 \(Conv\)"):
+        explore(path, "Pynq-Z1", out / "search.json", out / "folding.json", progress=False)

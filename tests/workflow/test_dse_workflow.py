@@ -50,3 +50,16 @@ def test_report_dse_puts_the_sweep_in_the_report(tmp_path: Path) -> None:
     render = plan.split("rule render_report:")[1].split("\n\n")[0]
     assert "results/dse/summary.json" in render and "results/dse/pareto.png" in render
     assert "results/dse/summary.json" not in dry_run(tmp_path, "results/report.html").split("rule render_report:")[1]
+
+
+def test_cnv_in_the_sweep_is_refused_with_the_reason(tmp_path: Path) -> None:
+    extra = tmp_path / "cnv.yaml"
+    extra.write_text("dse:\n  models: [tfc_w1a1, cnv_w1a1]\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "dse",
+         "--configfile", str(extra)],
+        capture_output=True, text=True,
+    )
+    assert run.returncode != 0
+    assert "dse.models: cnv_w1a1 refused: the folding search covers dense (MLP) networks only" in run.stdout + run.stderr
+    assert not (tmp_path / "results").exists()

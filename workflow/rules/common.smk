@@ -120,6 +120,14 @@ def finn_build_resource(key: str):
 
 # The design-space exploration's settings (`snakemake dse`); a config without a dse section sweeps nothing.
 DSE = config.get("dse", {})
+if any(m.startswith("cnv") for m in DSE.get("models", [])):
+    from snakemake.exceptions import WorkflowError
+
+    from hw_builds.dse import CNV_REFUSAL
+
+    raise WorkflowError(
+        f"dse.models: {', '.join(m for m in DSE['models'] if m.startswith('cnv'))} refused: {CNV_REFUSAL}"
+    )
 
 
 def dse_searches() -> list[str]:

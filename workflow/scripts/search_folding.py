@@ -5,17 +5,22 @@ import sys
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
 from hw_builds.dse.explore import explore  # noqa: E402
+from hw_builds.dse.space import UnsupportedGraphError  # noqa: E402
 
-result = explore(
-    onnx_path=snakemake.input.onnx,  # noqa: F821
-    board=snakemake.wildcards.board,  # noqa: F821
-    out_json=snakemake.output.search,  # noqa: F821
-    folding_json=snakemake.output.folding,  # noqa: F821
-    model_name=snakemake.wildcards.model,  # noqa: F821
-    clk_period_ns=snakemake.params.clk_period_ns,  # noqa: F821
-    fabric_limits=snakemake.params.fabric_limits,  # noqa: F821
-    setfolding_fps=snakemake.params.setfolding_fps,  # noqa: F821
-    setfolding_wwidth=snakemake.params.setfolding_wwidth,  # noqa: F821
-    progress=False,
-)
+try:
+    result = explore(
+        onnx_path=snakemake.input.onnx,  # noqa: F821
+        board=snakemake.wildcards.board,  # noqa: F821
+        out_json=snakemake.output.search,  # noqa: F821
+        folding_json=snakemake.output.folding,  # noqa: F821
+        model_name=snakemake.wildcards.model,  # noqa: F821
+        clk_period_ns=snakemake.params.clk_period_ns,  # noqa: F821
+        fabric_limits=snakemake.params.fabric_limits,  # noqa: F821
+        setfolding_fps=snakemake.params.setfolding_fps,  # noqa: F821
+        setfolding_wwidth=snakemake.params.setfolding_wwidth,  # noqa: F821
+        progress=False,
+    )
+except UnsupportedGraphError as err:  # a CNV: refused with the reason, exit code 2, nothing written
+    print(f"error: {err}")
+    sys.exit(2)
 print(f"{result['model']} on {result['board']}: {result['status']}")
