@@ -1,4 +1,5 @@
-"""The FINN world of bnnflow: dataflow builds per model and board, their verification and estimates.
+"""The FINN world of bnnflow: the board-independent front end per model, dataflow builds per board, their
+verification and estimates, and the XNOR reference's export from FINN's graph.
 
-Build outputs land in hw_builds/<model>/<board>/ and are git-ignored.
+Front-end outputs land in results/<model>/frontend/, build outputs in hw_builds/<model>/<board>/ (git-ignored).
 """

@@ -6,6 +6,14 @@ driver settings need. ``hardware`` runs FINN's full default flow (IP generation,
 stitched IP, bitfile, driver, deployment package) and is refused before it starts when Vivado
 and Vitis HLS are missing. bnnflow's own steps (``hw_builds.custom_steps``) are injected at the
 same places in both lists, so the emulated build is a strict prefix of the hardware build.
+
+Each list falls into two stages. The *front end* (:func:`frontend_step_names`) is board-independent:
+QONNX -> streamlined HW-layer graph, FINN's steps up to ``FRONTEND_LAST_STEP`` and every step
+injected before or right after them; it runs once per model (``hw_builds.frontend``, the build_frontend
+rule) and both the XNOR export and every per-board build read its graphs. The *board* part
+(:func:`board_step_names`) is everything after: the top-1 head, partition, folding, estimates, code
+generation. An injected step lands in the stage of the FINN step it is attached to, so a new step
+injected after ``step_convert_to_hw`` runs in the front end without further changes.
 """
 
 from __future__ import annotations
@@ -52,12 +60,17 @@ HARDWARE_STEPS = (
 # FINN's step_deployment_package is left out on purpose: the package_deployment rule builds
 # hw_builds/<model>/<board>/deploy/ (bitfile/, driver settings, XNOR model, test set, host/, manifest),
 # so one stage owns that folder in both targets.
-# Where bnnflow's custom steps go: (FINN step, "before" | "after", custom step name).
+# The last FINN step of the board-independent front end (with whatever INJECTIONS attach after it).
+FRONTEND_LAST_STEP = "step_convert_to_hw"
+# Where bnnflow's custom steps go: (FINN step, "before" | "after", custom step name). The top-1 head
+# (TopK -> LabelSelect) is attached per board, after the front end, so that the front end's graphs still
+# end in the class scores the XNOR reference exports; the board graph is the same as with FINN's usual
+# TopK-before-streamlining order (tests/hw_builds/test_frontend.py compares them node by node).
 INJECTIONS = (
     ("step_qonnx_to_finn", "before", "step_annotate_uint8_input"),
     ("step_qonnx_to_finn", "before", "step_record_exact_function"),
-    ("step_tidy_up", "after", "step_insert_topk"),
     ("step_convert_to_hw", "after", "step_exact_thresholds"),
+    ("step_minimize_bit_width_initial", "before", "step_insert_topk"),
     # FINN's minimization sizes XNOR accumulators too narrow (hw_builds/accumulators.py): record, then mend
     ("step_minimize_bit_width_initial", "before", "step_record_reference_thresholds"),
     ("step_minimize_bit_width_initial", "after", "step_mend_xnor_accumulators_initial"),
@@ -114,19 +127,38 @@ class BuildSettings:
         return 1000.0 / self.clk_period_ns
 
 
-def step_names(target: str) -> list[str]:
-    """The exact, ordered step names of a build for ``target`` (FINN's and bnnflow's)."""
-    if target not in TARGETS:
-        raise BuildConfigError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
-    finn_steps = list(SOFTWARE_STEPS) + (list(HARDWARE_STEPS) if target == "hardware" else [])
+def _with_injections(finn_steps) -> list[str]:
+    """FINN step names with bnnflow's INJECTIONS before / after each, in order."""
     names: list[str] = []
     for step in finn_steps:
         names += [c for s, where, c in INJECTIONS if s == step and where == "before"]
         names.append(step)
         names += [c for s, where, c in INJECTIONS if s == step and where == "after"]
-    if target == "emulation":
-        names += list(EMULATION_TAIL)
     return names
+
+
+def _check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise BuildConfigError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+
+
+def frontend_step_names() -> list[str]:
+    """The board-independent front end's ordered steps: FINN's up to FRONTEND_LAST_STEP, with injections."""
+    return _with_injections(SOFTWARE_STEPS[: SOFTWARE_STEPS.index(FRONTEND_LAST_STEP) + 1])
+
+
+def board_step_names(target: str) -> list[str]:
+    """The per-board steps for ``target``, which start from the front end's HW graph."""
+    _check_target(target)
+    rest = SOFTWARE_STEPS[SOFTWARE_STEPS.index(FRONTEND_LAST_STEP) + 1 :]
+    names = _with_injections(list(rest) + (list(HARDWARE_STEPS) if target == "hardware" else []))
+    return names + (list(EMULATION_TAIL) if target == "emulation" else [])
+
+
+def step_names(target: str) -> list[str]:
+    """The exact, ordered step names of a whole build for ``target`` (FINN's and bnnflow's): front end + board."""
+    _check_target(target)
+    return frontend_step_names() + board_step_names(target)
 
 
 def missing_xilinx_tools(environ: dict[str, str] | None = None) -> list[str]:
@@ -155,6 +187,20 @@ def require_tools_for(target: str, environ: dict[str, str] | None = None) -> Non
             f"but {'; '.join(missing)}; set `finn: target: emulation` in workflow/config.yaml to run "
             "every software step (estimates, HLS/RTL code, driver settings) without them"
         )
+
+
+# DataflowBuildConfig fields the front-end steps read (step_convert_to_hw: standalone_thresholds), set the
+# same way for the front end and the board builds: finn-examples' BNNs fuse BN-sign thresholds into the MVAU.
+FRONTEND_FIELDS: dict[str, Any] = {"standalone_thresholds": False}
+
+
+def frontend_config(output_dir: Path):
+    """The DataflowBuildConfig of the front end: no board, no clock, no outputs; only what its steps read."""
+    prepare_finn_environment()
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+
+    return DataflowBuildConfig(output_dir=str(output_dir), generate_outputs=[], save_intermediate_models=True,
+                               **FRONTEND_FIELDS)
 
 
 def dataflow_config(settings: BuildSettings, output_dir: Path, golden_dir: Path | None = None):
@@ -192,7 +238,7 @@ def dataflow_config(settings: BuildSettings, output_dir: Path, golden_dir: Path 
         save_intermediate_models=True,
         # FIFO depths come from FINN's simulation-based sizing, which needs XSim: hardware only.
         auto_fifo_depths=True,
-        standalone_thresholds=False,  # finn-examples' BNNs fuse BN-sign thresholds into the MVAU
+        **FRONTEND_FIELDS,
         minimize_bit_width=True,
     )
     if hardware and golden_dir is not None:

@@ -1,7 +1,7 @@
 """bnnflow's own build steps, FINN-style ``(model, cfg) -> model`` functions with a docstring each.
 
 They sit between FINN's steps (see ``hw_builds.build_config.INJECTIONS``) and do five jobs:
-tell FINN the input is raw uint8 pixels; end the graph in a top-1 TopK as finn-examples does;
+tell FINN the input is raw uint8 pixels; end the HW graph in a top-1 LabelSelect as finn-examples does;
 give every threshold its exact integer value (hw_builds/exact_thresholds.py, within each neuron's
 accumulator range, so FINN never trips over a threshold outside the popcount range); mend or refuse a folding that FINN's code generation would reject; and fail early with a
 one-line cause (bad folding file, design larger than the board). The emulation target ends
@@ -60,20 +60,59 @@ def step_annotate_uint8_input(model, cfg):
     return model
 
 
-def step_insert_topk(model, cfg):
-    """End the graph in TopK(k=1), as finn-examples does: the accelerator returns the class index.
+# Trailing HW layers of the class scores that a top-1 head may drop, as FINN's AbsorbScalarMulAddIntoTopK
+# drops their ONNX originals (Mul, Add) when TopK is inserted before streamlining.
+SCORE_AFFINE_OPS = {"ElementwiseMul": "Mul", "ElementwiseAdd": "Add"}
 
-    Streamlining then absorbs the final positive scale and offset (TensorNorm) into the TopK,
-    which becomes FINN's LabelSelect layer, so the whole network is integer hardware. ONNX TopK
-    breaks ties towards the lower index, the same rule as numpy.argmax on Brevitas' logits.
+
+def step_insert_topk(model, cfg):
+    """End the HW graph in a top-1 LabelSelect, as finn-examples does: the accelerator returns the class index.
+
+    The front end's graph ends in the class scores (the last MVAU's accumulators, then FINN's
+    ElementwiseMul / ElementwiseAdd of the folded final scale and offset) because the XNOR reference
+    exports them. Here, per board: TopK(k=1) is appended (qonnx's InsertTopK); a scalar positive
+    multiplication or scalar addition directly before it is dropped, since it cannot change the
+    order (FINN's AbsorbScalarMulAddIntoTopK, same conditions); and FINN's InferLabelSelectLayer turns
+    the TopK into the LabelSelect HW layer. The result is the graph FINN builds when TopK is inserted
+    before streamlining. ONNX TopK breaks ties towards the lower index, as numpy.argmax on Brevitas' logits.
     """
+    from qonnx.core.datatype import DataType
+    from qonnx.transformation.general import GiveUniqueNodeNames, RemoveUnusedTensors, SortGraph
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.transformation.insert_topk import InsertTopK
 
+    from finn.transformation.fpgadataflow.convert_to_hw.label_select import InferLabelSelectLayer
+
+    out_name = model.graph.output[0].name
     model = model.transform(InsertTopK(k=1))
-    model = model.transform(InferShapes())
-    return model.transform(InferDataTypes())
+    while True:
+        topk = model.get_nodes_by_op_type("TopK")[0]  # re-read: each transform returns a new graph
+        producer = model.find_producer(topk.input[0])
+        if producer is None or producer.op_type not in SCORE_AFFINE_OPS:
+            break
+        param = model.get_initializer(producer.input[1])
+        scalar = param is not None and all(d == 1 for d in param.shape)
+        if not scalar or (producer.op_type == "ElementwiseMul" and not float(param.reshape(-1)[0]) > 0):
+            break
+        model.graph.node.remove(producer)
+        topk.input[0] = producer.input[0]
+        model.set_tensor_datatype(topk.input[0], DataType["FLOAT32"])  # as FINN's absorb does; re-inferred below
+        model = model.transform(InferShapes())
+        model = model.transform(InferDataTypes())
+    model = model.transform(RemoveUnusedTensors())
+    model = model.transform(InferLabelSelectLayer())
+    if model.get_nodes_by_op_type("TopK"):
+        raise UnsupportedModelError("the class scores are not integers, so FINN cannot make a LabelSelect "
+                                    "layer of the top-1 head (a float layer remains before it)")
+    model = model.transform(SortGraph())
+    model = model.transform(GiveUniqueNodeNames())
+    if model.graph.output[0].name != out_name:  # the class index keeps the graph output's name ("global_out")
+        model.rename_tensor(model.graph.output[0].name, out_name)
+    model = model.transform(InferDataLayouts())
+    model = model.transform(InferDataTypes())
+    return model.transform(InferShapes())
 
 
 def step_check_folding_config(model, cfg):

@@ -8,7 +8,7 @@ Larq world cannot load), the graph is tidied exactly as the Brevitas export tidi
 ``cleanup_model``) and run image by image by qonnx's executor. The stage passes only if every top-1 is
 identical and every logit lies within ``atol`` of Larq's; then ``model.onnx``, ``golden.npz`` and
 ``roundtrip.json`` are published together into ``export/``, the contract of models/export_stage.py, so FINN's
-build (hw_builds/compile.py) and the XNOR stages take the graph unchanged. On failure the report goes to the
+front end (hw_builds/frontend.py), its per-board builds and the XNOR stages take the graph unchanged. On failure the report goes to the
 log and nothing is written.
 """
 

@@ -1,11 +1,10 @@
 """Weight export: the FINN HW model of a w1a1/w1a2/w2a2 MLP or CNV -> ``xnor_model.npz`` for host/xnor.py.
 
-The weights and thresholds are taken from FINN's own graph after ``step_streamline`` and
-``step_convert_to_hw`` (run here with a minimal DataflowBuildConfig, no board), not from the
-PyTorch model: the reference must compute what the accelerator computes, including FINN's
-folding of batch norm, the pixel scaling and the sign quantizer into thresholds. Those thresholds
-are the exact integer ones of the network's function (hw_builds/exact_function.py), set into both
-FINN graphs by hw_builds/exact_thresholds.py as the dataflow build sets them into its HW graph.
+The weights and thresholds are taken from FINN's own HW-layer graph, the model's front end
+(``hw_builds.frontend``: ``step_streamline``, ``step_convert_to_hw`` and bnnflow's steps among them,
+the same graph every per-board build starts from), not from the PyTorch model: the reference must
+compute what the accelerator computes, including FINN's folding of batch norm, the pixel scaling and
+the sign quantizer into integer thresholds. No FINN step runs here.
 
 What is read, node by node, in graph order:
 
@@ -35,60 +34,18 @@ popcount of K bits), which keeps the comparison exact without floats on the boar
 
 from __future__ import annotations
 
-import copy
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from host.atomic import atomic_path, write_json_atomic
-from hw_builds.exact_function import ExactFunctionError
-from hw_builds.exact_thresholds import ExactThresholdError, prepare_qonnx, set_exact_thresholds
+from host.atomic import write_json_atomic
 from host.xnor_format import (ConvGeometry, PoolGeometry, XnorFormatError, XnorLayer, XnorModel, load_xnor_model,
                               save_xnor_model, validate_model)
-
-# The FINN steps whose output the reference mirrors (the same functions hw_builds' full build runs).
-EXPORT_STEPS = ("step_qonnx_to_finn", "step_tidy_up", "step_streamline", "step_convert_to_hw")
 
 
 class XnorExportError(ValueError):
     """The FINN graph is not a w1a1/w1a2/w2a2 MLP or CNV the reference understands; the message names the node."""
-
-
-def annotate_uint8_input(model):
-    """Declare the graph input UINT8 (raw pixels), as the accelerator sees it, before streamlining."""
-    from qonnx.core.datatype import DataType
-
-    model.set_tensor_datatype(model.graph.input[0].name, DataType["UINT8"])
-    return model
-
-
-def run_finn_steps(onnx_path: str | Path, work_dir: str | Path):
-    """QONNX -> streamlined FINN model -> HW model; returns (streamlined, hw) ModelWrappers."""
-    from hw_builds.finn_env import import_build_steps
-
-    steps = import_build_steps()
-    from finn.builder.build_dataflow_config import DataflowBuildConfig
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"{onnx_path}: QONNX model not found; run the export_qonnx rule first")
-    cfg = DataflowBuildConfig(output_dir=str(work_dir), synth_clk_period_ns=10.0, generate_outputs=[])
-    try:  # the network's exact thresholds, from the exported parameters (hw_builds/exact_thresholds.py)
-        model, net = prepare_qonnx(annotate_uint8_input(ModelWrapper(str(onnx_path))))
-    except ExactFunctionError as exc:
-        raise XnorExportError(f"{onnx_path}: {exc}") from exc
-    streamlined = None
-    for name in EXPORT_STEPS:
-        model = getattr(steps, name)(model, cfg)
-        if name == "step_streamline":
-            streamlined = copy.deepcopy(model)  # later steps must not alter the saved one
-    try:
-        return set_exact_thresholds(streamlined, net), set_exact_thresholds(model, net)
-    except ExactThresholdError as exc:
-        raise XnorExportError(f"{onnx_path}: {exc}") from exc
 
 
 def _ceil_thresholds(thr: np.ndarray, lo: int, hi: int, where: str) -> np.ndarray:
@@ -297,23 +254,25 @@ def _attach_pool(node, layers: list[XnorLayer], pool_window: ConvGeometry | None
     layers[-1].pool = pool
 
 
-def export_xnor(onnx_path: str | Path, out_npz: str | Path, model_name: str,
-                streamlined_onnx: str | Path, hw_onnx: str | Path, summary_json: str | Path | None = None) -> dict:
-    """The export_xnor stage: FINN steps on the QONNX file, extract, write npz (+ the two FINN models).
+def export_xnor(frontend_dir: str | Path, out_npz: str | Path, model_name: str,
+                summary_json: str | Path | None = None) -> dict:
+    """The export_xnor stage: read the front end's HW graph, extract, write the npz.
 
-    Writes ``out_npz`` (format in host/xnor_format.py), the streamlined and HW ONNX models that
-    the verification runs, and ``summary_json`` (sizes, layer shapes). Returns that summary.
+    Writes ``out_npz`` (format in host/xnor_format.py) and ``summary_json`` (sizes, layer shapes);
+    returns that summary. Raises FrontendError for a missing or altered front end and
+    XnorExportError for a graph the reference does not understand (the node is named).
     """
-    with tempfile.TemporaryDirectory(prefix="bnnflow_xnor_") as tmp:
-        streamlined, hw = run_finn_steps(onnx_path, tmp)
-    in_shape = streamlined.get_tensor_shape(streamlined.graph.input[0].name)  # (1, C, H, W)
+    from hw_builds.execute import load_model
+    from hw_builds.frontend import load_frontend
+
+    record, hw_path = load_frontend(frontend_dir)
+    hw = load_model(hw_path)
+    in_shape = hw.get_tensor_shape(hw.graph.input[0].name)  # (1, C, H, W)
     xnor = extract_xnor_model(
         hw, input_shape=tuple(in_shape[1:]),
-        meta={"model": model_name, "source": str(onnx_path), "finn_steps": list(EXPORT_STEPS)},
+        meta={"model": model_name, "source": record["source"], "finn_steps": record["steps"],
+              "frontend": str(hw_path)},
     )
-    for model, path in ((streamlined, streamlined_onnx), (hw, hw_onnx)):
-        with atomic_path(path, keep_suffix=True) as tmp:  # onnx.save picks the format from the suffix
-            model.save(str(tmp))
     manifest = save_xnor_model(xnor, out_npz)
     load_xnor_model(out_npz)  # read back: the file on disk passes its own checks
     summary = {
@@ -327,4 +286,3 @@ def export_xnor(onnx_path: str | Path, out_npz: str | Path, model_name: str,
     if summary_json is not None:
         write_json_atomic(summary_json, summary, sort_keys=True)
     return summary
-

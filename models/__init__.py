@@ -1,1 +1,1 @@
-"""The torch world of bnnflow: data preparation, Brevitas BNN topologies, training and QONNX export."""
+"""The torch world of bnnflow: data preparation, Brevitas BNN topologies, training, QONNX export and test-set predictions."""

@@ -1,6 +1,9 @@
 """One model x board of the design-space exploration: search, bounds, SetFolding comparison, JSON.
 
-    python -m hw_builds.dse.explore results/tfc_w1a1/export/model.onnx Pynq-Z1 out/search.json out/folding.json
+It starts from the model's FINN front end (results/<model>/frontend/, the build_frontend rule), as every
+per-board build does.
+
+    python -m hw_builds.dse.explore results/tfc_w1a1/frontend Pynq-Z1 out/search.json out/folding.json
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from pathlib import Path
 from host.atomic import write_json_atomic
 from hw_builds.boards import get_board
 from hw_builds.dse.bounds import fabric_budget, finn_resource_limits, host_thresholded, io_bound
-from hw_builds.dse.graph import apply_folding, estimation_graph, finn_estimates, frontend_graph
+from hw_builds.dse.graph import apply_folding, estimation_graph, finn_estimates, specialized_graph
 from hw_builds.dse.search import Selection, binding_bound, cheapest, fastest, unconstrained_minimum
 from hw_builds.dse.setfolding import setfolding_design
 from hw_builds.dse.space import COST_RESOURCES, UnsupportedGraphError, layer_options, refuse_convolutions
 from hw_builds.execute import FinnExecutionError, load_model
+from hw_builds.frontend import FrontendError, load_frontend
 
 FORMAT_VERSION = 1
 
@@ -67,26 +71,30 @@ def _search_with_io(options, model, budget, board, clk_period_ns):
     return sel, t, io
 
 
-def explore(onnx_path: str | Path, board: str, out_json: str | Path, folding_json: str | Path,
+def explore(frontend_dir: str | Path, board: str, out_json: str | Path, folding_json: str | Path,
             model_name: str = "", clk_period_ns: float = 10.0, fabric_limits: dict | None = None,
             setfolding_fps: list[int] = (), setfolding_wwidth: list[int] = (36,), progress: bool = True) -> dict:
-    """Search the fastest design of ``onnx_path`` within ``board``'s bounds; write search.json and the folding.
+    """Search the fastest design of the front end in ``frontend_dir`` (hw_builds.frontend) within ``board``'s
+    bounds; write search.json and the folding.
 
     search.json: status ("fits" | "does_not_fit"), the budget and its source, the I/O bound, the best
     design (folding, FINN's estimated images/s, LUT/BRAM/..., the bound it hits), the host-thresholded
     alternative, and SetFolding at each of ``setfolding_fps`` next to the search at the same throughput.
     A board too small for any folding gives status "does_not_fit" and the smallest design's cost.
+    Raises FrontendError for a missing or altered front end and UnsupportedGraphError for a convolutional
+    network, before anything is written.
     """
     from rich.progress import Progress
 
     t0 = time.perf_counter()
-    refuse_convolutions(load_model(onnx_path), onnx_path)  # a CNV is refused before anything is written
+    _, hw_path = load_frontend(frontend_dir)  # FrontendError for a missing or altered front end
+    refuse_convolutions(load_model(hw_path), hw_path)  # a CNV is refused before anything is written
     spec = get_board(board)
     budget = fabric_budget(board, fabric_limits)
     limits = {**finn_resource_limits(), **(fabric_limits or {})}
-    jobs = ["front end", "estimation graph", "layer options", "search", "host alternative"]
+    jobs = ["specialized graph", "estimation graph", "layer options", "search", "host alternative"]
     jobs += [f"SetFolding {fps:,} (wwidth {w})" for fps in setfolding_fps for w in setfolding_wwidth]
-    result: dict = {"format_version": FORMAT_VERSION, "model": model_name or Path(onnx_path).parent.parent.name,
+    result: dict = {"format_version": FORMAT_VERSION, "model": model_name or Path(frontend_dir).resolve().parent.name,
                     "board": board, "fpga_part": spec.part, "clk_period_ns": clk_period_ns,
                     "budget": budget, "budget_fractions": {r: limits[r] for r in COST_RESOURCES},
                     "budget_source": "board capacity (hw_builds/boards.py) x finn.util.platforms.DEFAULT_RES_LIMITS "
@@ -99,7 +107,7 @@ def explore(onnx_path: str | Path, board: str, out_json: str | Path, folding_jso
             bar.update(task, completed=i, description=f"{result['model']} {board}: {jobs[i]}")
 
         step(0)
-        hw = frontend_graph(onnx_path, board, clk_period_ns)
+        hw = specialized_graph(frontend_dir, board, clk_period_ns)
         step(1)
         est = estimation_graph(hw, board, clk_period_ns)
         step(2)
@@ -170,7 +178,7 @@ def explore(onnx_path: str | Path, board: str, out_json: str | Path, folding_jso
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("onnx")
+    parser.add_argument("frontend_dir", help="the model's front-end folder (results/<model>/frontend)")
     parser.add_argument("board")
     parser.add_argument("out_json")
     parser.add_argument("folding_json")
@@ -178,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setfolding-fps", type=int, nargs="*", default=[])
     args = parser.parse_args(argv)
     try:
-        r = explore(args.onnx, args.board, args.out_json, args.folding_json, clk_period_ns=args.clk_period_ns,
+        r = explore(args.frontend_dir, args.board, args.out_json, args.folding_json, clk_period_ns=args.clk_period_ns,
                     setfolding_fps=args.setfolding_fps)
-    except (UnsupportedGraphError, FinnExecutionError) as err:  # refused input: one line, exit code 2
+    except (UnsupportedGraphError, FinnExecutionError, FrontendError) as err:  # refused input: one line, exit code 2
         print(f"error: {err}", file=sys.stderr)
         return 2
     best = r.get("best") or {}

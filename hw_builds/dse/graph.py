@@ -1,11 +1,14 @@
 """The graph the search estimates on: FINN's HW graph as the build will have it at its estimate step.
 
-The front end (every build step up to ``step_specialize_layers``: bnnflow's and FINN's, in the
-build's own order from ``hw_builds.build_config.step_names``) gives the specialized HW graph,
-which does not depend on the folding. The build then folds it and runs its folding-independent
-steps (``step_minimize_bit_width`` and whatever the step list adds there) before FINN estimates;
-``estimation_graph`` runs exactly those steps, so a folding applied to its result is estimated
-on the graph the build estimates (a test compares the two on real builds).
+The search starts from the model's FINN front end (``hw_builds.frontend``: QONNX -> streamlined
+HW-layer graph, built once per model by the build_frontend rule and shared with the XNOR export and
+every per-board build), so streamlining and conversion to HW layers never run per search. From its
+``hw.onnx`` the board steps up to ``step_specialize_layers`` (``hw_builds.build_config.board_step_names``
+in the build's own order: top-1 head, accumulator record and mend, partition, specialization) give the
+specialized HW graph, which does not depend on the folding. The build then folds it and runs its
+folding-independent steps (``step_minimize_bit_width`` and whatever the step list adds there) before
+FINN estimates; ``estimation_graph`` runs exactly those steps, so a folding applied to its result is
+estimated on the graph the build estimates (a test compares the two on real builds).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from hw_builds.build_config import BuildSettings, dataflow_config, step_names
+from hw_builds.build_config import BuildSettings, board_step_names, dataflow_config
 from hw_builds.custom_steps import custom_steps
 from hw_builds.execute import load_model
 from hw_builds.finn_env import import_build_steps
+from hw_builds.frontend import load_frontend
 
-FRONTEND_LAST_STEP = "step_specialize_layers"
+SPECIALIZE_STEP = "step_specialize_layers"
 ESTIMATE_STEP = "step_generate_estimate_reports"
 # Steps that choose or check the folding; the search replaces them by its own folding.
 FOLDING_STEPS = frozenset({
@@ -52,24 +56,28 @@ def _run_steps(model, cfg, names: list[str]):
     return model
 
 
-def frontend_steps() -> list[str]:
-    """The build's steps from the ONNX file up to and including specialization."""
-    names = step_names("emulation")
-    return names[: names.index(FRONTEND_LAST_STEP) + 1]
+def specialize_steps() -> list[str]:
+    """The build's board steps from the front end's HW graph up to and including specialization."""
+    names = board_step_names("emulation")
+    return names[: names.index(SPECIALIZE_STEP) + 1]
 
 
 def post_folding_steps() -> list[str]:
     """The build's steps between specialization and FINN's estimate, less the folding steps."""
-    names = step_names("emulation")
-    between = names[names.index(FRONTEND_LAST_STEP) + 1: names.index(ESTIMATE_STEP)]
+    names = board_step_names("emulation")
+    between = names[names.index(SPECIALIZE_STEP) + 1: names.index(ESTIMATE_STEP)]
     return [n for n in between if n not in FOLDING_STEPS]
 
 
-def frontend_graph(onnx_path: str | Path, board: str, clk_period_ns: float = 10.0, work_dir: Path | None = None):
-    """The specialized HW graph of ``onnx_path`` for ``board`` (FINN's ModelWrapper), PE = SIMD = 1."""
+def specialized_graph(frontend_dir: str | Path, board: str, clk_period_ns: float = 10.0, work_dir: Path | None = None):
+    """The specialized HW graph for ``board`` (FINN's ModelWrapper, PE = SIMD = 1) from the front end in ``frontend_dir``.
+
+    Raises hw_builds.frontend.FrontendError for a missing or altered front end (its record or ``hw.onnx``).
+    """
+    _, hw_path = load_frontend(frontend_dir)
     with tempfile.TemporaryDirectory(prefix="bnnflow_dse_") as tmp:
         cfg = build_cfg(board, Path(work_dir or tmp), clk_period_ns)
-        return _run_steps(load_model(onnx_path), cfg, frontend_steps())
+        return _run_steps(load_model(hw_path), cfg, specialize_steps())
 
 
 def estimation_graph(hw_model, board: str, clk_period_ns: float = 10.0):

@@ -24,8 +24,10 @@ COST_RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 RAM_STYLES = ("auto", "block", "distributed")
 # Coupled layers (a depthwise SWG's SIMD must equal its VVAU/Pool's PE) are not searched layer by layer.
 COUPLED_OPS = ("VVAU", "Pool", "ConvolutionInputGenerator")
-# The exported (QONNX) ops that become such layers: a network with any of them is refused before FINN runs.
+# The exported (QONNX) ops that become such layers, and what the FINN front end's HW graph has in their place
+# (sliding-window generator, pooling layers): a network with any of them is refused before the search runs.
 CONV_OPS = ("Conv", "MaxPool", "AveragePool", "ConvTranspose")
+HW_CONV_OPS = ("ConvolutionInputGenerator", "StreamingMaxPool", "Pool", "VVAU")
 
 
 class UnsupportedGraphError(ValueError):
@@ -96,8 +98,8 @@ def _multiplies(inst) -> bool:
 
 def refuse_convolutions(model, onnx_path) -> None:
     """Raise UnsupportedGraphError naming ``onnx_path`` and its first convolution / pooling node, if any
-    (checked on the exported graph, before FINN's front end spends minutes on it)."""
-    conv = [n for n in model.graph.node if n.op_type in CONV_OPS]
+    (checked on the exported graph or the FINN front end's HW graph, before the search spends minutes on it)."""
+    conv = [n for n in model.graph.node if n.op_type in CONV_OPS or n.op_type.startswith(HW_CONV_OPS)]
     if conv:
         raise UnsupportedGraphError(f"{onnx_path}: refused, a convolutional network ({len(conv)} Conv / pooling "
                                     f"nodes, first {conv[0].name} ({conv[0].op_type})): {CNV_REFUSAL}")

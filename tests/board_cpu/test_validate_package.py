@@ -1,8 +1,8 @@
 """`python3 -m host validate` of a real deployment package inside the ARM root file systems, from the package alone.
 
 On x86-64 the module fixture runs the real chain (as tests/hw_builds/test_emulation.py does): the tiny
-trained tfc_w1a1, QONNX export, the FINN emulation build, the XNOR export and the deployment package,
-then records the emulated accelerator's packed answers to every test image (host/replay.py). Only the
+trained tfc_w1a1, QONNX export, the FINN front end, the FINN emulation build, the XNOR export and the
+deployment package, then records the emulated accelerator's packed answers to every test image (host/replay.py). Only the
 package folder and the recording are copied into the ARM root; there, the package's own host/ checks
 the manifest, packs the 300 real MNIST test images (the bytes must be the recorded ones) and runs the
 XNOR reference on the ARM CPU, which must agree with FINN's accelerator on every image. A changed
@@ -34,17 +34,20 @@ CONFIG = {"batch_size": 32, "latency_repeats": 10, "enforce_budgets": True,
 def package(small_mnist: Path, trained_tfc: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from hw_builds.compile import compile_finn
     from hw_builds.emulation import EmulatedAccelerator
+    from hw_builds.frontend import build_frontend
     from hw_builds.xnor_export import export_xnor
     from models.export_stage import export_stage
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("board_cpu_package")
     export_stage(trained_tfc / "checkpoint.pt", small_mnist, tmp / "export", n_golden=20)
+    build_frontend(tmp / "export" / "model.onnx", tmp / "export" / "golden.npz", tmp / "frontend", "tfc_w1a1",
+                   verify_samples=5, progress=False)
     build_dir = tmp / "hw_builds" / "tfc_w1a1" / "Pynq-Z1"
-    compile_finn(tmp / "export" / "model.onnx", tmp / "export" / "golden.npz", build_dir, "Pynq-Z1",
+    compile_finn(tmp / "frontend", tmp / "export" / "golden.npz", build_dir, "Pynq-Z1",
                  model_name="tfc_w1a1", verify_samples=5, progress=False)
     xnor = tmp / "xnor" / "xnor_model.npz"
-    export_xnor(tmp / "export" / "model.onnx", xnor, "tfc_w1a1", tmp / "xnor" / "s.onnx", tmp / "xnor" / "hw.onnx")
+    export_xnor(tmp / "frontend", xnor, "tfc_w1a1")
     deploy = package_from_build(build_dir, xnor, small_mnist, build_dir / "deploy", test_subset=None,
                                 validate_config=CONFIG)
     pkg = load_package(deploy)

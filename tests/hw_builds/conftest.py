@@ -1,4 +1,4 @@
-"""Fixtures of the hw_builds/ tests: a real tfc_w1a1 (Brevitas, exported by models.export) and its FINN build.
+"""Fixtures of the hw_builds/ tests: a real tfc_w1a1 (Brevitas, exported by models.export), its FINN front end and build.
 
 The network is random-init with batch-norm statistics taken from a few training-mode passes and
 seeded affine parameters, so that its thresholds are spread out like a trained model's (and one
@@ -62,11 +62,22 @@ def exported_tfc(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def pynq_z1_build(exported_tfc, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """The emulation build of the fixture network for Pynq-Z1: (output dir, summary)."""
-    from hw_builds.compile import compile_finn
+def frontend_tfc(exported_tfc, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(front-end folder, golden.npz): the board-independent FINN front end of the fixture network."""
+    from hw_builds.frontend import build_frontend
 
     onnx_path, golden = exported_tfc
+    out = tmp_path_factory.mktemp("frontend") / "tfc_w1a1" / "frontend"
+    build_frontend(onnx_path, golden, out, "tfc_w1a1", progress=False)
+    return out, golden
+
+
+@pytest.fixture(scope="session")
+def pynq_z1_build(frontend_tfc, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The emulation build of the fixture network for Pynq-Z1, from its front end: (output dir, summary)."""
+    from hw_builds.compile import compile_finn
+
+    frontend, golden = frontend_tfc
     out = tmp_path_factory.mktemp("hw_builds") / "tfc_w1a1" / "Pynq-Z1"
-    summary = compile_finn(onnx_path, golden, out, "Pynq-Z1", model_name="tfc_w1a1", progress=False)
+    summary = compile_finn(frontend, golden, out, "Pynq-Z1", model_name="tfc_w1a1", progress=False)
     return out, summary

@@ -66,7 +66,7 @@ def brevitas_bn_out(model, x_uint8: np.ndarray, layer: int) -> np.ndarray:
 
 
 def check_everything(model, name: str, x_test: np.ndarray, out: Path) -> dict:
-    """Export, XNOR export, exact function, verify_xnor; assert the exact function = the reference.
+    """Export, FINN front end, XNOR export, exact function, verify_xnor; assert the exact function = the reference.
 
     x_test: (N, 28, 28) uint8. Returns verify_xnor's report plus ``net`` (the ExactNetwork),
     ``exact`` (exact_forward on the images) and ``xnor`` (the XnorModel).
@@ -74,6 +74,7 @@ def check_everything(model, name: str, x_test: np.ndarray, out: Path) -> dict:
     from host.xnor import XnorReference
     from host.xnor_format import load_xnor_model
     from hw_builds.exact_function import exact_forward, exact_network_from_file
+    from hw_builds.frontend import build_frontend
     from hw_builds.xnor_export import export_xnor
     from hw_builds.xnor_verify import verify_xnor
     from models.checkpoint import save_checkpoint
@@ -85,8 +86,20 @@ def check_everything(model, name: str, x_test: np.ndarray, out: Path) -> dict:
     data = out / "data.npz"
     y = np.zeros(len(x_test), np.uint8)
     np.savez(data, x_train=x_test[:1], y_train=y[:1], x_test=x_test, y_test=y)
-    paths = {k: out / f"{k}.onnx" for k in ("streamlined", "hw")}
-    export_xnor(onnx_path, out / "xnor_model.npz", name, paths["streamlined"], paths["hw"])
+    # golden set of the front end's step checks: Brevitas' logits on up to 20 images that are not float ties
+    # (the crafted ties, where float32 Brevitas parts from the exact function, are verify_xnor's to report)
+    from hw_builds.float_ties import golden_float_ties
+
+    pool = x_test
+    keep = np.flatnonzero(~golden_float_ties(onnx_path, pool[:, None]))[:20]
+    keep = keep if len(keep) else np.arange(min(20, len(pool)))  # all ties: the front end's checks skip them
+    with torch.no_grad():
+        logits = model(torch.from_numpy(pool[keep, None].astype(np.float32))).numpy().astype(np.float32)
+    np.savez(out / "golden.npz", x=pool[keep, None], logits=logits, labels=np.zeros(len(keep), np.int64),
+             indices=keep.astype(np.int64))
+    build_frontend(onnx_path, out / "golden.npz", out / "frontend", name, progress=False)
+    paths = {k: out / "frontend" / f"{k}.onnx" for k in ("streamlined", "hw")}
+    export_xnor(out / "frontend", out / "xnor_model.npz", name)
     report = verify_xnor(out / "xnor_model.npz", out / "checkpoint.pt", paths["streamlined"], paths["hw"], data,
                          out / "verify.json", name)
     net = exact_network_from_file(onnx_path)

@@ -12,22 +12,28 @@ from hw_builds.build_config import (
     BuildConfigError,
     BuildSettings,
     MissingXilinxToolsError,
+    board_step_names,
     dataflow_config,
+    frontend_config,
+    frontend_step_names,
     missing_xilinx_tools,
     require_tools_for,
     step_names,
 )
 from hw_builds.boards import UnknownBoardError
 
-EMULATION = [
+# The board-independent front end, run once per model (hw_builds.frontend); the rest is per board.
+FRONTEND = [
     "step_annotate_uint8_input",
     "step_record_exact_function",
     "step_qonnx_to_finn",
     "step_tidy_up",
-    "step_insert_topk",
     "step_streamline",
     "step_convert_to_hw",
     "step_exact_thresholds",
+]
+EMULATION = FRONTEND + [
+    "step_insert_topk",
     "step_record_reference_thresholds",
     "step_minimize_bit_width_initial",
     "step_mend_xnor_accumulators_initial",
@@ -75,6 +81,34 @@ OURS = {
 def test_exact_step_lists():
     assert step_names("emulation") == EMULATION
     assert step_names("hardware") == HARDWARE
+    assert frontend_step_names() == FRONTEND
+    for target in ("emulation", "hardware"):
+        assert frontend_step_names() + board_step_names(target) == step_names(target)
+
+
+@pytest.mark.parametrize("finn_step, where, stage", [
+    ("step_convert_to_hw", "after", "frontend"),  # e.g. an exact-threshold step: board-independent
+    ("step_streamline", "before", "frontend"),
+    ("step_minimize_bit_width_initial", "before", "board"),
+    ("step_minimize_bit_width", "after", "board"),  # e.g. an accumulator-type mend: per board
+])
+def test_an_injected_step_lands_in_the_stage_of_its_finn_step(monkeypatch, finn_step, where, stage):
+    import hw_builds.build_config as bc
+
+    monkeypatch.setattr(bc, "INJECTIONS", bc.INJECTIONS + ((finn_step, where, "step_new"),))
+    front, board = bc.frontend_step_names(), bc.board_step_names("emulation")
+    assert ("step_new" in front, "step_new" in board) == (stage == "frontend", stage == "board")
+    names = bc.step_names("emulation")
+    assert (names.index("step_new") > names.index(finn_step)) == (where == "after")
+
+
+def test_frontend_config_sets_what_its_steps_read_as_the_board_builds_do(tmp_path):
+    front = frontend_config(tmp_path)
+    board = dataflow_config(BuildSettings(board="Pynq-Z1"), tmp_path)
+    for name in ("standalone_thresholds", "max_multithreshold_bit_width", "requant_bitwidth_threshold",
+                 "infer_shuffle_skip_first"):  # every cfg field FINN's front-end steps read
+        assert getattr(front, name) == getattr(board, name), name
+    assert front.generate_outputs == [] and front.verify_steps is None
 
 
 def test_hardware_list_is_finns_default_flow_plus_ours():
@@ -174,13 +208,13 @@ def test_hardware_accepted_with_tools_present(tmp_path):
 
 
 def test_compile_refuses_hardware_before_touching_anything(tmp_path, monkeypatch):
-    """The refusal comes before the golden file or the ONNX model are even read."""
+    """The refusal comes before the golden file or the front end are even read."""
     from hw_builds.compile import compile_finn
 
     for var in ("XILINX_VIVADO", "XILINX_HLS"):
         monkeypatch.delenv(var, raising=False)
     out = tmp_path / "out"
     with pytest.raises(MissingXilinxToolsError, match="target: emulation"):
-        compile_finn(tmp_path / "missing.onnx", tmp_path / "missing.npz", out, "Pynq-Z1", target="hardware")
+        compile_finn(tmp_path / "missing_frontend", tmp_path / "missing.npz", out, "Pynq-Z1", target="hardware")
     assert not out.exists()
     assert not os.environ.get("XILINX_VIVADO")

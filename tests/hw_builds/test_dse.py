@@ -16,12 +16,12 @@ SF_TARGETS = [100_000, 1_000_000]
 
 
 @pytest.fixture(scope="module")
-def tfc_search(exported_tfc, tmp_path_factory) -> tuple[dict, Path]:
+def tfc_search(frontend_tfc, tmp_path_factory) -> tuple[dict, Path]:
     from hw_builds.dse.explore import explore
 
-    onnx_path, _ = exported_tfc
+    frontend, _ = frontend_tfc
     out = tmp_path_factory.mktemp("dse")
-    result = explore(onnx_path, "Pynq-Z1", out / "search.json", out / "folding.json", model_name="tfc_w1a1",
+    result = explore(frontend, "Pynq-Z1", out / "search.json", out / "folding.json", model_name="tfc_w1a1",
                      setfolding_fps=SF_TARGETS, setfolding_wwidth=[36], progress=False)
     return result, out / "folding.json"
 
@@ -75,15 +75,15 @@ def test_setfolding_replica_matches_the_real_build(tfc_search, pynq_z1_build) ->
                 assert summary["folding"][layer][attr] == attrs[attr], (layer, attr)
 
 
-def test_every_option_is_legal_for_finn(exported_tfc) -> None:
+def test_every_option_is_legal_for_finn(frontend_tfc) -> None:
     """The options obey FINN's rules: PE divides MH, SIMD divides MW (MVAU), Reshape PE divides the row."""
     from qonnx.custom_op.registry import getCustomOp
 
-    from hw_builds.dse.graph import estimation_graph, frontend_graph
+    from hw_builds.dse.graph import estimation_graph, specialized_graph
     from hw_builds.dse.space import layer_options
 
-    onnx_path, _ = exported_tfc
-    est = estimation_graph(frontend_graph(onnx_path, "Pynq-Z1"), "Pynq-Z1")
+    frontend, _ = frontend_tfc
+    est = estimation_graph(specialized_graph(frontend, "Pynq-Z1"), "Pynq-Z1")
     options = layer_options(est, "xc7z020clg400-1")
     nodes = {n.name: getCustomOp(n) for n in est.graph.node}
     for name, opts in options.items():
@@ -97,15 +97,15 @@ def test_every_option_is_legal_for_finn(exported_tfc) -> None:
                 assert 28 % o.attrs["PE"] == 0
 
 
-def test_chosen_folding_builds_and_finn_agrees(tfc_search, exported_tfc, tmp_path) -> None:
+def test_chosen_folding_builds_and_finn_agrees(tfc_search, frontend_tfc, tmp_path) -> None:
     """The winning folding is legal for FINN: compile_finn verifies every step, and FINN's estimate of the
     build (cycles, LUT, BRAM_18K, URAM, DSP) is exactly the search's claim."""
     from hw_builds.compile import compile_finn
     from reporting.dse import _check_build
 
     result, folding = tfc_search
-    onnx_path, golden = exported_tfc
-    summary = compile_finn(onnx_path, golden, tmp_path / "build", "Pynq-Z1", model_name="tfc_w1a1",
+    frontend, golden = frontend_tfc
+    summary = compile_finn(frontend, golden, tmp_path / "build", "Pynq-Z1", model_name="tfc_w1a1",
                            target_fps=None, folding_config=folding, progress=False)
     assert summary["fits"] and "step_generate_estimate_reports" in summary["verified_steps"]
     _check_build(result, summary, tmp_path)  # raises on any difference
@@ -122,15 +122,25 @@ def test_host_thresholded_alternative_moves_the_io_bound(tfc_search) -> None:
     assert alt["host_must_sustain"]["pixels_thresholded_per_s"] == pytest.approx(784 * alt["best"]["images_per_s"])
 
 
-def test_board_too_small_is_reported_not_raised(exported_tfc, tmp_path) -> None:
+def test_board_too_small_is_reported_not_raised(frontend_tfc, tmp_path) -> None:
     from hw_builds.dse.explore import explore
 
-    onnx_path, _ = exported_tfc
-    result = explore(onnx_path, "Pynq-Z1", tmp_path / "s.json", tmp_path / "f.json", fabric_limits={"LUT": 0.01},
+    frontend, _ = frontend_tfc
+    result = explore(frontend, "Pynq-Z1", tmp_path / "s.json", tmp_path / "f.json", fabric_limits={"LUT": 0.01},
                      progress=False)
     assert result["status"] == "does_not_fit" and "LUT" in result["reason"]
     assert result["smallest_design"]["resources_total"]["LUT"] > result["budget"]["LUT"]
     assert json.loads((tmp_path / "s.json").read_text())["status"] == "does_not_fit"
+
+
+def test_search_without_a_front_end_is_refused(tmp_path) -> None:
+    """The search starts from the front end's graph: a folder without its record is named, nothing written."""
+    from hw_builds.dse.explore import explore
+    from hw_builds.frontend import FrontendError
+
+    with pytest.raises(FrontendError, match=rf"{tmp_path / 'frontend' / 'frontend.json'}: front-end record not found"):
+        explore(tmp_path / "frontend", "Pynq-Z1", tmp_path / "s.json", tmp_path / "f.json", progress=False)
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "f.json").exists()
 
 
 def test_bad_fabric_limit_is_refused() -> None:

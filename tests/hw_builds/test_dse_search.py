@@ -96,24 +96,44 @@ def test_setfolding_comparison_buys_no_luts_with_other_resources(seed: int) -> N
     assert sel.cost[0] <= sf_cost[0] and all(sel.cost[k] <= sf_cost[k] + 1e-9 for k in (1, 2, 3))
 
 
-def test_a_convolutional_network_is_refused_before_finn(tmp_path) -> None:
-    """A CNV's ONNX file: one line naming the file and the first Conv node, exit code 2, nothing written."""
+def _frontend_with(tmp_path, op_type: str, name: str):
+    """A front-end folder (hw_builds.frontend's record and hw.onnx) whose graph is one ``op_type`` node."""
+    import hashlib
+    import json
+
     import onnx
     from onnx import TensorProto, helper
-
-    from hw_builds.dse.explore import main
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], [0.5] * 108)
-    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="Conv_0")], "cnv", [x], [y], [w])
-    path = tmp_path / "model.onnx"
-    onnx.save(helper.make_model(graph), path)
-    out = tmp_path / "out"
-    assert main([str(path), "Pynq-Z1", str(out / "search.json"), str(out / "folding.json")]) == 2
-    assert not out.exists()
-    from hw_builds.dse.space import UnsupportedGraphError
-    from hw_builds.dse.explore import explore
+    graph = helper.make_graph([helper.make_node(op_type, ["x", "w"], ["y"], name=name)], "cnv", [x], [y], [w])
+    frontend = tmp_path / "cnv_w1a1" / "frontend"
+    frontend.mkdir(parents=True)
+    onnx.save(helper.make_model(graph), frontend / "hw.onnx")
+    sha = hashlib.sha256((frontend / "hw.onnx").read_bytes()).hexdigest()
+    (frontend / "frontend.json").write_text(json.dumps({"hw_model": "hw.onnx", "hw_model_sha256": sha}))
+    return frontend
 
-    with pytest.raises(UnsupportedGraphError, match=r"model.onnx: refused, a convolutional network .*first Conv_0 \(Conv\)"):
-        explore(path, "Pynq-Z1", out / "search.json", out / "folding.json", progress=False)
+
+@pytest.mark.parametrize(("op_type", "name"), [("Conv", "Conv_0"), ("ConvolutionInputGenerator_rtl", "ConvolutionInputGenerator_rtl_0"),
+                                               ("StreamingMaxPool_hls", "StreamingMaxPool_hls_0")])
+def test_a_convolutional_network_is_refused_before_finn(tmp_path, op_type: str, name: str) -> None:
+    """A CNV's front end: one line naming the graph and the first Conv / sliding-window / pooling node, exit code 2,
+    nothing written."""
+    from hw_builds.dse.explore import explore, main
+    from hw_builds.dse.space import UnsupportedGraphError
+
+    frontend = _frontend_with(tmp_path, op_type, name)
+    out = tmp_path / "out"
+    assert main([str(frontend), "Pynq-Z1", str(out / "search.json"), str(out / "folding.json")]) == 2
+    assert not out.exists()
+    with pytest.raises(UnsupportedGraphError, match=rf"hw.onnx: refused, a convolutional network .*first {name} \({op_type}\)"):
+        explore(frontend, "Pynq-Z1", out / "search.json", out / "folding.json", progress=False)
+
+
+def test_a_missing_front_end_exits_2(tmp_path) -> None:
+    from hw_builds.dse.explore import main
+
+    assert main([str(tmp_path / "frontend"), "Pynq-Z1", str(tmp_path / "s.json"), str(tmp_path / "f.json")]) == 2
+    assert not (tmp_path / "s.json").exists()

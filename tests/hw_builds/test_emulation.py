@@ -1,7 +1,7 @@
 """Emulation backend on a real FINN build: packed bytes in and out, exact agreement, estimates.
 
 The module fixture runs the real chain in ~30 s: the tiny tfc_w1a1 of tests/conftest.py (600 real MNIST
-images), QONNX export, the FINN emulation build (hw_builds.compile), the XNOR export, and the
+images), QONNX export, the FINN front end, the emulation build from it (hw_builds.compile), the XNOR export, and the
 deployment package (host.package.package_from_build).
 """
 
@@ -30,6 +30,7 @@ CONFIG = {"batch_size": 32, "latency_repeats": 20, "enforce_budgets": True,
 @pytest.fixture(scope="module")
 def build(small_mnist: Path, trained_tfc: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from hw_builds.compile import compile_finn
+    from hw_builds.frontend import build_frontend
     from hw_builds.xnor_export import export_xnor
     from models.export_stage import export_stage
 
@@ -38,10 +39,12 @@ def build(small_mnist: Path, trained_tfc: Path, tmp_path_factory: pytest.TempPat
     data = small_mnist
     export_stage(trained_tfc / "checkpoint.pt", data, tmp / "export", n_golden=20)
     build_dir = tmp / "hw_builds" / "tfc_w1a1" / "Pynq-Z1"
-    compile_finn(tmp / "export" / "model.onnx", tmp / "export" / "golden.npz", build_dir, "Pynq-Z1",
+    build_frontend(tmp / "export" / "model.onnx", tmp / "export" / "golden.npz", tmp / "frontend", "tfc_w1a1",
+                   verify_samples=5, progress=False)
+    compile_finn(tmp / "frontend", tmp / "export" / "golden.npz", build_dir, "Pynq-Z1",
                  model_name="tfc_w1a1", verify_samples=5, progress=False)
     xnor = tmp / "xnor" / "xnor_model.npz"
-    export_xnor(tmp / "export" / "model.onnx", xnor, "tfc_w1a1", tmp / "xnor" / "s.onnx", tmp / "xnor" / "hw.onnx")
+    export_xnor(tmp / "frontend", xnor, "tfc_w1a1")
     deploy = package_from_build(build_dir, xnor, data, build_dir / "deploy", test_subset=None, validate_config=CONFIG)
     return {"tmp": tmp, "data": data, "build_dir": build_dir, "xnor": xnor, "deploy": deploy}
 

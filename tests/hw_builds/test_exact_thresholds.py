@@ -169,7 +169,7 @@ def test_zero_gamma(monkeypatch, mnist_x, tmp_path, name):
     # the HW graph holds the exact always-on / always-off thresholds of those neurons
     from hw_builds.execute import load_model
 
-    hw = load_model(tmp_path / "hw.onnx")
+    hw = load_model(tmp_path / "frontend" / "hw.onnx")
     mvau = [node for node in hw.graph.node if node.op_type.startswith("MVAU")][0]
     thr = hw.get_initializer(mvau.input[2])
     assert np.all(np.isfinite(thr)) and np.array_equal(thr, np.rint(thr))
@@ -229,7 +229,7 @@ def test_unmappable_weights_are_refused_by_layer_and_neuron(monkeypatch, mnist_x
     use_widths(monkeypatch, (32,))
     model = random_model("tfc_w1a1", seed=15, gamma_range=(0.5, 2.0))  # every gamma positive: no negated rows
     result = check_everything(model, "tfc_w1a1", mnist_x[:20], tmp_path)
-    hw = load_model(tmp_path / "hw.onnx")
+    hw = load_model(tmp_path / "frontend" / "hw.onnx")
     mvau = [node for node in hw.graph.node if node.op_type.startswith("MVAU")][0]
     w = hw.get_initializer(mvau.input[1])  # (MW, MH) in {0, 1}
     changed = w.copy()

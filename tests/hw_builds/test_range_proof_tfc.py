@@ -43,11 +43,14 @@ def make_crafted_tfc() -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def crafted_build(tmp_path_factory: pytest.TempPathFactory):
     from hw_builds.compile import compile_finn
+    from hw_builds.frontend import build_frontend
 
     model = make_crafted_tfc()
     onnx_path, golden = export_with_golden(model, tmp_path_factory.mktemp("crafted_export"))
-    out = tmp_path_factory.mktemp("crafted_build") / "tfc_w1a1" / "Pynq-Z1"
-    summary = compile_finn(onnx_path, golden, out, "Pynq-Z1", model_name="tfc_w1a1", progress=False)
+    root = tmp_path_factory.mktemp("crafted_build") / "tfc_w1a1"
+    build_frontend(onnx_path, golden, root / "frontend", "tfc_w1a1", progress=False)
+    out = root / "Pynq-Z1"
+    summary = compile_finn(root / "frontend", golden, out, "Pynq-Z1", model_name="tfc_w1a1", progress=False)
     return model, out, summary
 
 

@@ -1,4 +1,4 @@
-"""The compile_finn rule and script under Snakemake: a real build, and the start-up refusal of `target: hardware`."""
+"""The build_frontend and compile_finn rules and scripts under Snakemake: a real build, and the start-up refusal of `target: hardware`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _snakemake(tmp_path: Path, finn: dict, target: str, dry_run: bool = False) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's common.smk + compile_finn.smk (the root Snakefile may lag)."""
+    """Run Snakemake on the repository's common.smk + frontend.smk + compile_finn.smk (the root Snakefile may lag)."""
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(
         "from snakemake.utils import validate\n"
         f'configfile: "{REPO}/workflow/config.yaml"\n'
         f'validate(config, "{REPO}/workflow/schemas/config.schema.yaml")\n'
         f'include: "{REPO}/workflow/rules/common.smk"\n'
+        f'include: "{REPO}/workflow/rules/frontend.smk"\n'
         f'include: "{REPO}/workflow/rules/compile_finn.smk"\n'
     )
     config = yaml.safe_load((REPO / "workflow" / "config.yaml").read_text())["finn"]
@@ -46,10 +47,13 @@ def test_rule_builds_summary(exported_tfc, tmp_path):
     assert summary["board"] == "Ultra96" and summary["golden_samples_checked"] == 5 and summary["fits"]
     assert (tmp_path / "wd" / "logs" / "compile_finn" / "tfc_w1a1" / "Ultra96.log").stat().st_size > 0
     assert (tmp_path / "wd" / "benchmarks" / "compile_finn" / "tfc_w1a1" / "Ultra96.tsv").is_file()
+    frontend = json.loads((tmp_path / "wd" / "results" / "tfc_w1a1" / "frontend" / "frontend.json").read_text())
+    assert frontend["golden_samples_checked"] == 5 and summary["frontend"]["steps"] == frontend["steps"]
+    assert (tmp_path / "wd" / "benchmarks" / "build_frontend" / "tfc_w1a1.tsv").is_file()
 
 
 def test_rule_fails_loudly(tmp_path):
-    """A corrupt model.onnx makes the job (and Snakemake) fail, with the cause in the rule's log."""
+    """A corrupt model.onnx makes the front end's job (and Snakemake) fail, with the cause in the rule's log."""
     export_dir = tmp_path / "wd" / "results" / "tfc_w1a1" / "export"
     export_dir.mkdir(parents=True)
     (export_dir / "model.onnx").write_bytes(b"garbage")
@@ -59,7 +63,7 @@ def test_rule_fails_loudly(tmp_path):
              labels=np.zeros(1, np.int64), indices=np.zeros(1, np.int64))
     run = _snakemake(tmp_path, {}, "hw_builds/tfc_w1a1/Pynq-Z1/summary.json")
     assert run.returncode != 0
-    log = (tmp_path / "wd" / "logs" / "compile_finn" / "tfc_w1a1" / "Pynq-Z1.log").read_text()
+    log = (tmp_path / "wd" / "logs" / "build_frontend" / "tfc_w1a1.log").read_text()
     assert "model.onnx: not a readable ONNX model" in log
     assert not (tmp_path / "wd" / "hw_builds" / "tfc_w1a1" / "Pynq-Z1" / "summary.json").exists()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from frontend_helpers import xnor_from_checkpoint  # tests/hw_builds is on sys.path, as tests/host's helpers
 
 from host.xnor_format import load_xnor_model, save_xnor_model
 
@@ -24,18 +25,10 @@ def _one_thread() -> None:
 
 
 def _export(name: str, small_mnist: Path, tiny_recipe: dict, out: Path) -> dict[str, Path]:
-    from hw_builds.xnor_export import export_xnor
-    from models.checkpoint import load_checkpoint
-    from models.export import export_qonnx
     from models.train import train_model
 
     train_model(name, small_mnist, out / "train", {**tiny_recipe, "epochs": 1}, progress=False)
-    ckpt = out / "train" / "checkpoint.pt"
-    export_qonnx(load_checkpoint(ckpt), out / "model.onnx", (1, 3, 32, 32))
-    paths = {"checkpoint": ckpt, "npz": out / "xnor_model.npz", "streamlined": out / "streamlined.onnx",
-             "hw": out / "hw.onnx", "data": small_mnist}
-    export_xnor(out / "model.onnx", paths["npz"], name, paths["streamlined"], paths["hw"], out / "export.json")
-    return paths
+    return xnor_from_checkpoint(out / "train" / "checkpoint.pt", small_mnist, out, name)
 
 
 @pytest.fixture(scope="module")

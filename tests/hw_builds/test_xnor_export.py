@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from frontend_helpers import xnor_from_checkpoint  # tests/hw_builds is on sys.path, as tests/host's helpers
 
 from host.xnor_format import FORMAT_VERSION, load_xnor_model, save_xnor_model
 
@@ -26,19 +27,9 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def exported(small_mnist: Path, trained_tfc: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny trained tfc_w1a1 -> QONNX -> export_xnor outputs (npz, streamlined and HW ONNX)."""
-    from hw_builds.xnor_export import export_xnor
-    from models.export import export_qonnx
-    from models.checkpoint import load_checkpoint
-
-    out = tmp_path_factory.mktemp("tfc_w1a1_xnor")
-    ckpt = trained_tfc / "checkpoint.pt"
-    export_qonnx(load_checkpoint(ckpt), out / "model.onnx", (1, 1, 28, 28))
-    paths = {"checkpoint": ckpt, "onnx": out / "model.onnx", "npz": out / "xnor" / "xnor_model.npz",
-             "streamlined": out / "xnor" / "streamlined.onnx", "hw": out / "xnor" / "hw.onnx",
-             "summary": out / "xnor" / "export.json", "data": small_mnist, "dir": out}
-    export_xnor(paths["onnx"], paths["npz"], "tfc_w1a1", paths["streamlined"], paths["hw"], paths["summary"])
-    return paths
+    """A tiny trained tfc_w1a1 -> export stage -> FINN front end -> export_xnor outputs (npz; front end's ONNX graphs)."""
+    return xnor_from_checkpoint(trained_tfc / "checkpoint.pt", small_mnist, tmp_path_factory.mktemp("tfc_w1a1_xnor"),
+                                "tfc_w1a1")
 
 
 def test_export_writes_a_checked_packed_model(exported: dict[str, Path]) -> None:
@@ -99,20 +90,12 @@ def test_thresholds_become_exact_integer_thresholds() -> None:
 
 @pytest.fixture(scope="module")
 def exported_w1a2(small_mnist: Path, tiny_recipe: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny trained tfc_w1a2 (1-bit weights, 2-bit activations and input) -> QONNX -> export_xnor."""
-    from hw_builds.xnor_export import export_xnor
-    from models.checkpoint import load_checkpoint
-    from models.export import export_qonnx
+    """A tiny trained tfc_w1a2 (1-bit weights, 2-bit activations and input) -> front end -> export_xnor."""
     from models.train import train_model
 
     out = tmp_path_factory.mktemp("tfc_w1a2_xnor")
     train_model("tfc_w1a2", small_mnist, out / "train", tiny_recipe, progress=False)
-    ckpt = out / "train" / "checkpoint.pt"
-    export_qonnx(load_checkpoint(ckpt), out / "model.onnx", (1, 1, 28, 28))
-    paths = {"checkpoint": ckpt, "npz": out / "xnor" / "xnor_model.npz", "streamlined": out / "xnor" / "s.onnx",
-             "hw": out / "xnor" / "hw.onnx", "data": small_mnist}
-    export_xnor(out / "model.onnx", paths["npz"], "tfc_w1a2", paths["streamlined"], paths["hw"])
-    return paths
+    return xnor_from_checkpoint(out / "train" / "checkpoint.pt", small_mnist, out, "tfc_w1a2")
 
 
 def test_w1a2_export_and_bit_exact_agreement_on_every_test_image(exported_w1a2: dict[str, Path],

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from frontend_helpers import xnor_from_checkpoint  # tests/hw_builds is on sys.path, as tests/host's helpers
 
 from host.xnor import XnorReference
 from host.xnor_format import load_xnor_model, save_xnor_model
@@ -25,19 +26,10 @@ def _one_thread() -> None:
 
 
 def _train_and_export(name: str, data: Path, recipe: dict, out: Path, train_subset: int | None) -> dict[str, Path]:
-    from hw_builds.xnor_export import export_xnor
-    from models.checkpoint import load_checkpoint
-    from models.export import export_qonnx
     from models.train import train_model
 
     train_model(name, data, out / "train", recipe, train_subset=train_subset, progress=False)
-    ckpt = out / "train" / "checkpoint.pt"
-    shape = (1, 3, 32, 32) if name.startswith("cnv") else (1, 1, 28, 28)
-    export_qonnx(load_checkpoint(ckpt), out / "model.onnx", shape)
-    paths = {"checkpoint": ckpt, "npz": out / "xnor" / "xnor_model.npz", "streamlined": out / "xnor" / "s.onnx",
-             "hw": out / "xnor" / "hw.onnx", "summary": out / "xnor" / "export.json", "data": data}
-    export_xnor(out / "model.onnx", paths["npz"], name, paths["streamlined"], paths["hw"], paths["summary"])
-    return paths
+    return xnor_from_checkpoint(out / "train" / "checkpoint.pt", data, out, name)
 
 
 @pytest.fixture(scope="module")

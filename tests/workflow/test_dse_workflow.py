@@ -1,4 +1,5 @@
-"""`snakemake dse` is its own target: its dry run plans one search per model x board, and `all` has none."""
+"""`snakemake dse` is its own target: its dry run plans one search per model x board (and one FINN front end
+per model), and `all` has none."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def test_dse_dry_run_plans_every_search(tmp_path: Path) -> None:
     plan = dry_run(tmp_path, "dse")
     assert job_count(plan, "search_folding") == len(dse["models"]) * len(dse["boards"])
     assert job_count(plan, "summarize_dse") == 1
+    # every search starts from its model's FINN front end, built once per model whatever the number of boards
+    assert job_count(plan, "build_frontend") == len(set(dse["models"]))
     for board in dse["boards"]:
         assert f"results/dse/lfc_w2a2/{board}/search.json" in plan
 

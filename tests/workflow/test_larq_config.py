@@ -62,8 +62,10 @@ def test_dag_of_trained_and_imported_larq_models(tmp_path: Path) -> None:
         assert f"-m larq_models export --model-file results/{model}/train/model.h5" in out
         assert f"results/{model}/export/roundtrip.json" in out  # written by the main world's proof
         assert f"results/{model}/Pynq-Z1/validation.json" in out and f"results/{model}/xnor/verify.json" in out
+        assert f"results/{model}/frontend/hw.onnx" in out  # FINN and the XNOR export go through the front end
     assert "results/tfc_w1a1_larq/train/checkpoint.pt" not in out
     assert out.count("rule prove_larq_export:") == 3 and out.count("rule export_qonnx:") == 1
+    assert out.count("rule build_frontend:") == 4  # one FINN front end per model, Larq or Brevitas
 
 
 def test_missing_larq_interpreter_is_named(tmp_path: Path) -> None:

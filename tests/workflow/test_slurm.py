@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.slurm]
 
 MODEL, BOARD = "tfc_w1a1", "Pynq-Z1"
 # Every rule of `all` on the CI config except the data rules, which are localrules (submit host).
-SLURM_RULES = {"train_model", "export_qonnx", "compile_finn", "export_xnor", "verify_xnor", "package_deployment",
+SLURM_RULES = {"train_model", "export_qonnx", "build_frontend", "compile_finn", "export_xnor", "verify_xnor", "package_deployment",
                "validate_accelerator", "bench_xnor", "predict_testset", "render_report"}
 # The resource entry (workflow/config.yaml `resources:`) each rule reads.
 STAGE = {rule: rule for rule in SLURM_RULES} | {"predict_testset": "report", "render_report": "report"}

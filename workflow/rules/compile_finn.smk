@@ -1,5 +1,6 @@
-# FINN stage: dataflow compilation per model and board, every software step verified against
-# Brevitas on the golden set (logic in hw_builds/compile.py; target hardware needs Vivado).
+# FINN stage: dataflow compilation per model and board from the model's front end (frontend.smk), every
+# software step verified against Brevitas on the golden set (logic in hw_builds/compile.py; target
+# hardware needs Vivado).
 
 
 # A local run (no --jobs: Snakemake moves a local -j to --cores) builds on this machine, so it needs the tools
@@ -13,7 +14,8 @@ if config["finn"]["target"] == "hardware" and workflow.resource_settings.nodes i
 
 rule compile_finn:
     input:
-        onnx="results/{model}/export/model.onnx",
+        frontend="results/{model}/frontend/frontend.json",
+        hw="results/{model}/frontend/hw.onnx",
         golden="results/{model}/export/golden.npz",
         # the model's folding JSON from finn.folding_configs, if any (else FINN folds for target_fps)
         folding=lambda w: [config["finn"]["folding_configs"][w.model]] if w.model in config["finn"]["folding_configs"] else [],

@@ -1,11 +1,13 @@
 # Design-space exploration (`snakemake dse`, not part of `all`): per model x board, the fastest folding within the
 # board's fabric and I/O bounds (logic in hw_builds/dse/), each winner built and packaged like any design, then
-# the Pareto front and the SetFolding comparison (results/dse/). One search job per model x board.
+# the Pareto front and the SetFolding comparison (results/dse/). One search job per model x board; searches and
+# builds start from the model's FINN front end (frontend.smk), so streamlining runs once per model.
 
 
 checkpoint search_folding:
     input:
-        onnx="results/{model}/export/model.onnx",
+        frontend="results/{model}/frontend/frontend.json",
+        hw="results/{model}/frontend/hw.onnx",
     output:
         search="results/dse/{model}/{board}/search.json",
         folding="results/dse/{model}/{board}/folding.json",
@@ -30,7 +32,8 @@ checkpoint search_folding:
 
 rule build_dse_design:
     input:
-        onnx="results/{model}/export/model.onnx",
+        frontend="results/{model}/frontend/frontend.json",
+        hw="results/{model}/frontend/hw.onnx",
         golden="results/{model}/export/golden.npz",
         folding=["results/dse/{model}/{board}/folding.json"],  # a list, as compile_finn.py reads it
     output:

@@ -1,14 +1,14 @@
-# XNOR-popcount reference stage: binary weight export from FINN, bit-exact verification, speed benchmark
+# XNOR-popcount reference stage: binary weight export from the FINN front end's HW graph, bit-exact
+# verification (against Brevitas and the front end's streamlined and HW graphs), speed benchmark
 # (logic in hw_builds/xnor_export.py, hw_builds/xnor_verify.py, hw_builds/xnor_bench.py, host/xnor.py).
 
 
 rule export_xnor:
     input:
-        onnx="results/{model}/export/model.onnx",
+        frontend="results/{model}/frontend/frontend.json",
+        hw="results/{model}/frontend/hw.onnx",
     output:
         npz="results/{model}/xnor/xnor_model.npz",
-        streamlined="results/{model}/xnor/streamlined.onnx",
-        hw="results/{model}/xnor/hw.onnx",
         summary=report("results/{model}/xnor/export.json", category="XNOR reference", labels={"model": "{model}", "file": "export"}),
     log:
         "logs/export_xnor/{model}.log",
@@ -28,8 +28,8 @@ rule export_xnor:
 rule verify_xnor:
     input:
         xnor="results/{model}/xnor/xnor_model.npz",
-        streamlined="results/{model}/xnor/streamlined.onnx",
-        hw="results/{model}/xnor/hw.onnx",
+        streamlined="results/{model}/frontend/streamlined.onnx",
+        hw="results/{model}/frontend/hw.onnx",
         checkpoint=framework_reference,  # Brevitas checkpoint, or a Larq model's test-set logits
         dataset=dataset_npz,
         # the first board's build: its final dataflow model runs in its generated types (hw_builds/typed_exec.py)

@@ -1,7 +1,8 @@
-"""Snakemake script: FINN build of one model for one board, every step verified (logic in hw_builds.compile)."""
+"""Snakemake script: FINN build of one model for one board from its front end, every step verified (logic in hw_builds.compile)."""
 
 import os
 import sys
+from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
@@ -11,7 +12,7 @@ os.environ.setdefault("NUM_DEFAULT_WORKERS", str(snakemake.threads))  # noqa: F8
 from hw_builds.compile import compile_finn  # noqa: E402
 
 compile_finn(
-    onnx_path=snakemake.input.onnx,  # noqa: F821
+    frontend_dir=Path(snakemake.input.frontend).parent,  # noqa: F821
     golden_path=snakemake.input.golden,  # noqa: F821
     output_dir=snakemake.params.out_dir,  # noqa: F821
     board=snakemake.wildcards.board,  # noqa: F821

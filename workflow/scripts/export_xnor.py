@@ -1,16 +1,15 @@
-"""Snakemake script: FINN steps on the QONNX model -> xnor_model.npz (logic in hw_builds.xnor_export)."""
+"""Snakemake script: the FINN front end's HW graph -> xnor_model.npz (logic in hw_builds.xnor_export)."""
 
 import sys
+from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
 from hw_builds.xnor_export import export_xnor  # noqa: E402
 
 export_xnor(
-    onnx_path=snakemake.input.onnx,  # noqa: F821
+    frontend_dir=Path(snakemake.input.frontend).parent,  # noqa: F821
     out_npz=snakemake.output.npz,  # noqa: F821
     model_name=snakemake.wildcards.model,  # noqa: F821
-    streamlined_onnx=snakemake.output.streamlined,  # noqa: F821
-    hw_onnx=snakemake.output.hw,  # noqa: F821
     summary_json=snakemake.output.summary,  # noqa: F821
 )

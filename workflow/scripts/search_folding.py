@@ -1,6 +1,7 @@
 """Snakemake script: the folding search of one model x board (logic in hw_builds.dse.explore)."""
 
 import sys
+from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
@@ -9,7 +10,7 @@ from hw_builds.dse.space import UnsupportedGraphError  # noqa: E402
 
 try:
     result = explore(
-        onnx_path=snakemake.input.onnx,  # noqa: F821
+        frontend_dir=Path(snakemake.input.frontend).parent,  # noqa: F821
         board=snakemake.wildcards.board,  # noqa: F821
         out_json=snakemake.output.search,  # noqa: F821
         folding_json=snakemake.output.folding,  # noqa: F821
