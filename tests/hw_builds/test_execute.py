@@ -20,11 +20,11 @@ def test_variant_renaming_leaves_the_original_alone(pynq_z1_build):
     assert all(n.domain == "finn.custom_op.fpgadataflow" for n in runnable.graph.node)
 
 
-def test_batched_and_per_sample_execution_agree(pynq_z1_build, exported_tfc):
+def test_batched_and_per_sample_execution_agree(frontend_tfc):
     """Standard-op graphs run batched; the same graph run one sample at a time gives the same logits."""
-    out, _ = pynq_z1_build
-    golden = load_golden(exported_tfc[1]).head(6)
-    model = load_model(out / "intermediate_models" / "step_tidy_up.onnx")
+    frontend, golden_path = frontend_tfc
+    golden = load_golden(golden_path).head(6)
+    model = load_model(frontend / "intermediate_models" / "step_tidy_up.onnx")  # a front-end step's graph
     batched = execute_model(model, golden.x)
     single = np.concatenate([execute_model(model, golden.x[i : i + 1]) for i in range(6)])
     np.testing.assert_array_equal(batched, single)
