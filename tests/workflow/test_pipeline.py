@@ -80,6 +80,28 @@ def test_finn_build_verified_every_step(pipeline_run: Path) -> None:
     assert io["idt"] == ["DataType['UINT8']"] and io["ishape_normal"] == [[1, 1, 28, 28]]
 
 
+@pytest.mark.parametrize("model", [MODEL, LARQ_MODEL])
+def test_frontend_once_per_model_read_by_build_and_xnor(pipeline_run: Path, model: str) -> None:
+    """FINN's board-independent steps run once, in the front end; the board build and the XNOR export read its graph."""
+    import hashlib
+
+    frontend = pipeline_run / "results" / model / "frontend"
+    record = read_json(frontend / "frontend.json")
+    assert record["steps"] == record["verified_steps"] and "step_streamline" in record["steps"]
+    assert record["hw_model_sha256"] == hashlib.sha256((frontend / "hw.onnx").read_bytes()).hexdigest()
+    assert len(record["golden_float_tie_mask"]) == record["golden_samples_checked"]
+    summary = read_json(pipeline_run / "hw_builds" / model / BOARD / "summary.json")
+    assert summary["frontend"]["steps"] == record["steps"]
+    board_steps = summary["steps"][len(record["steps"]):]
+    assert summary["steps"][: len(record["steps"])] == record["steps"]
+    assert not set(record["steps"]) & set(board_steps)  # no front-end step runs again per board
+    assert not (pipeline_run / "hw_builds" / model / BOARD / "intermediate_models" / "step_streamline.onnx").exists()
+    from host.xnor_format import load_xnor_model
+
+    meta = load_xnor_model(pipeline_run / "results" / model / "xnor" / "xnor_model.npz").meta
+    assert meta["finn_steps"] == record["steps"] and Path(meta["frontend"]).name == "hw.onnx"
+
+
 def test_xnor_reference_agrees_with_brevitas_and_finn(pipeline_run: Path) -> None:
     verify = read_json(pipeline_run / "results" / MODEL / "xnor" / "verify.json")
     assert verify["passed"] and verify["first_difference"] is None
@@ -120,7 +142,7 @@ def test_report(pipeline_run: Path) -> None:
 
 def test_every_rule_wrote_a_log(pipeline_run: Path) -> None:
     logs = {p.parts[len(pipeline_run.parts) + 1] for p in (pipeline_run / "logs").rglob("*.log")}
-    assert {"prepare_data", "train_model", "export_qonnx", "compile_finn", "export_xnor", "verify_xnor",
+    assert {"prepare_data", "train_model", "export_qonnx", "build_frontend", "compile_finn", "export_xnor", "verify_xnor",
             "package_deployment", "validate_accelerator", "render_report"} <= logs
 
 
