@@ -1,5 +1,8 @@
 # bnnflow: Brevitas training -> QONNX -> FINN dataflow build -> PYNQ board, each stage checked
 # against the previous one and against a software XNOR-popcount reference.
+import sys
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,7 +12,20 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/workflow/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+def refuse_invalid_config(schema: str) -> None:
+    """Validate the config; a violation is one line naming the key (train.overrides.tfc_w1a1.lr) and exit 2."""
+    try:
+        validate(config, schema)
+    except WorkflowError as err:
+        cause = err.__context__  # jsonschema's ValidationError (WorkflowError keeps only its text)
+        if not hasattr(cause, "absolute_path"):
+            raise
+        key = ".".join(str(part) for part in cause.absolute_path) or "(top level)"
+        print(f"config: refused: {key}: {cause.message} (schema: {schema})", file=sys.stderr)
+        sys.exit(2)  # refused input, as every bnnflow stage exits on it
+
+
+refuse_invalid_config("workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

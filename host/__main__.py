@@ -14,14 +14,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from collections.abc import Mapping
 
 from host.accelerator import BACKENDS, BackendUnavailable, Opener
-from host.package import PackageError
-from host.packing import PackingError, SettingsError
+from host.refusal import EXIT_REFUSED, RefusedInput, one_line
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _count(text: str) -> int:
+    """argparse type of a count: an integer >= 1 (argparse refuses anything else with exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _check_out(path: str) -> None:
+    """Refuse an ``--out`` the report could not be written to, before any work: a directory, no parent folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise RefusedInput(f"--out {out}: is a directory, expected the report's file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise RefusedInput(f"--out {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise RefusedInput(f"--out {out}: not writable")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="board (PYNQ), emulation (FINN, build host) or replay (recorded answers, --replay)")
     v.add_argument("--replay", default=None, help="replay backend: the recording (host/replay.py) to answer from")
     v.add_argument("--out", default="validation.json", help="where to write the JSON report")
-    v.add_argument("--batch-size", type=int, default=None, help="batch N for throughput (default: package config)")
-    v.add_argument("--latency-repeats", type=int, default=None, help="batch-1 runs for p50/p99 (default: package config)")
-    v.add_argument("--limit", type=int, default=None, help="only the first N test images")
+    v.add_argument("--batch-size", type=_count, default=None, help="batch N for throughput (default: package config)")
+    v.add_argument("--latency-repeats", type=_count, default=None, help="batch-1 runs for p50/p99 (default: package config)")
+    v.add_argument("--limit", type=_count, default=None, help="only the first N test images")
     return p
 
 
@@ -44,9 +68,9 @@ def main(argv: list[str] | None = None, openers: Mapping[str, Opener] | None = N
     args = _parser().parse_args(argv)
     from host.replay import ReplayMismatch
     from host.validate import validate_package
-    from host.xnor_format import XnorFormatError
 
     try:
+        _check_out(args.out)
         report = validate_package(
             args.package,
             args.backend,
@@ -60,8 +84,8 @@ def main(argv: list[str] | None = None, openers: Mapping[str, Opener] | None = N
     except ReplayMismatch as err:
         print(f"host validate: FAILED: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except (PackageError, SettingsError, PackingError, XnorFormatError, BackendUnavailable, ValueError, TypeError) as err:
-        print(f"host validate: refused: {err}", file=sys.stderr)
+    except (RefusedInput, BackendUnavailable, ValueError, TypeError) as err:  # RefusedInput: every file / argument check
+        print(f"host validate: refused: {one_line(err, 2000)}", file=sys.stderr)
         return EXIT_REFUSED
     summary = {
         "backend": report["backend"],

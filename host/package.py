@@ -32,6 +32,7 @@ import numpy as np
 
 from host.inputs import to_model_input
 from host.packing import DriverSettings, PackingError, SettingsError
+from host.refusal import InputFileError, RefusedInput, read_json, read_npz
 from host.xnor_format import load_xnor_model
 
 FORMAT = "bnnflow-deploy"
@@ -40,8 +41,8 @@ MANIFEST = "manifest.json"
 TARGETS = ("hardware", "emulation")
 
 
-class PackageError(ValueError):
-    """A deployment package that must not be used: missing, tampered or inconsistent files."""
+class PackageError(RefusedInput):
+    """A deployment package that must not be used: missing, tampered or inconsistent files (exit status 2)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -91,16 +92,11 @@ def load_testset(path: Path, settings: DriverSettings) -> tuple[np.ndarray, np.n
     ``indices`` are the images' positions in the data set's test split (what a person looks up).
     """
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("x", "labels") if k not in npz.files]
-            if missing:
-                raise PackageError(f"{path}: missing array(s) {missing}; a test-set file holds 'x' and 'labels'")
-            x, labels = npz["x"], npz["labels"]
-            indices = npz["indices"] if "indices" in npz.files else np.arange(len(x))
-    except PackageError:
-        raise
-    except (OSError, ValueError) as err:
-        raise PackageError(f"{path}: not a readable .npz ({err})") from err
+        npz = read_npz(path, "test-set file", ("x", "labels"))
+    except InputFileError as err:
+        raise PackageError(str(err)) from err
+    x, labels = npz["x"], npz["labels"]
+    indices = npz["indices"] if "indices" in npz else np.arange(len(x))
     if x.dtype != np.uint8 or x.ndim != 4:
         raise PackageError(f"{path}: x is {x.dtype}{x.shape}, expected uint8 raw pixels (N, C, H, W)")
     if labels.ndim != 1 or labels.shape[0] != x.shape[0] or labels.dtype.kind not in "iu":
@@ -125,9 +121,9 @@ def load_package(root: str | Path) -> Package:
     if not mpath.is_file():
         raise PackageError(f"{mpath}: manifest missing; not a bnnflow deployment package")
     try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PackageError(f"{mpath}: not readable JSON ({err})") from err
+        manifest = read_json(mpath, "package manifest")
+    except InputFileError as err:
+        raise PackageError(str(err)) from err
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise PackageError(f"{mpath}: format {manifest.get('format')!r} v{manifest.get('version')!r}, expected {FORMAT} v{VERSION}")
     files = manifest.get("files")
@@ -157,11 +153,9 @@ def load_package(root: str | Path) -> Package:
             raise PackageError(f"{mpath}: required file {rel} is not in the package")
     try:
         settings = DriverSettings.load(root / "driver/settings.json")
-        config = json.loads((root / "validate_config.json").read_text())
-    except SettingsError as err:
+        config = read_json(root / "validate_config.json", "validation settings file")
+    except (SettingsError, InputFileError) as err:
         raise PackageError(str(err)) from err
-    except json.JSONDecodeError as err:
-        raise PackageError(f"{root / 'validate_config.json'}: not valid JSON ({err})") from err
     _check_config(config, root / "validate_config.json")
     parent = root / "emulation/parent.onnx"
     return Package(
@@ -208,8 +202,11 @@ def testset_from_dataset(dataset_npz: str | Path, test_subset: int | None,
     ``input_shape`` (C, H, W) is the model's: CNV on MNIST gets the padded 3x32x32 images it was trained on.
     """
     path = Path(dataset_npz)
-    with np.load(path, allow_pickle=False) as npz:
-        x, y = npz["x_test"], npz["y_test"]
+    try:
+        npz = read_npz(path, "prepared data set", ("x_test", "y_test"))
+    except InputFileError as err:
+        raise PackageError(str(err)) from err
+    x, y = npz["x_test"], npz["y_test"]
     if x.dtype != np.uint8 or x.ndim not in (3, 4):
         raise PackageError(f"{path}: x_test is {x.dtype}{x.shape}, expected uint8 (N,H,W) or (N,H,W,C)")
     n = len(x) if test_subset is None else min(int(test_subset), len(x))

@@ -19,21 +19,22 @@ tests/host/test_packing_board.py proves byte equality against finn-plus-driver's
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from host.refusal import InputFileError, RefusedInput, read_json
+
 _DT_RE = re.compile(r"^(?:DataType\[['\"]?)?([A-Z]+[0-9]*)(?:['\"]?\])?$")
 
 
-class PackingError(ValueError):
+class PackingError(RefusedInput):
     """Data that does not fit the accelerator's I/O contract (shape, dtype or value range)."""
 
 
-class SettingsError(ValueError):
+class SettingsError(RefusedInput):
     """A driver ``settings.json`` that is missing, unreadable or describes an unsupported accelerator."""
 
 
@@ -157,11 +158,9 @@ class DriverSettings:
         """Read ``settings.json``; every problem names the file and the key."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SettingsError(f"{path}: driver settings file not found") from None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SettingsError(f"{path}: not readable JSON ({err})") from err
+            data = read_json(path, "driver settings file")
+        except InputFileError as err:
+            raise SettingsError(str(err)) from err
         try:
             return cls.from_dict(data)
         except SettingsError as err:

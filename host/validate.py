@@ -24,6 +24,7 @@ from host.accelerator import Opener, open_accelerator, predictions_from_output, 
 from host.atomic import write_json_atomic
 from host.package import MANIFEST, load_package, sha256_file
 from host.power import power_monitor
+from host.refusal import RefusedInput
 from host.timing import batched_pass, latency_us
 
 DEFAULT_CONFIG = {
@@ -78,18 +79,18 @@ def validate_package(
     pkg = load_package(package_dir)
     cfg = {**DEFAULT_CONFIG, **pkg.config}
     budgets = {**DEFAULT_CONFIG["budgets"], **cfg.get("budgets", {})}
-    batch_size = int(batch_size or cfg["batch_size"])
-    repeats = int(latency_repeats or cfg["latency_repeats"])
+    batch_size = int(cfg["batch_size"] if batch_size is None else batch_size)  # 0 is refused, not a default
+    repeats = int(cfg["latency_repeats"] if latency_repeats is None else latency_repeats)
     if batch_size < 1 or repeats < 1:
-        raise ValueError(f"batch size ({batch_size}) and latency repeats ({repeats}) must be >= 1")
+        raise RefusedInput(f"batch size ({batch_size}) and latency repeats ({repeats}) must be >= 1")
     x, labels, indices = pkg.load_testset()
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
+            raise RefusedInput(f"--limit must be >= 1, got {limit}")
         x, labels, indices = x[:limit], labels[:limit], indices[:limit]
     reference = XnorReference.load(pkg.xnor_model, backend=reference_backend)
     if reference.in_features != int(np.prod(x.shape[1:])):
-        raise ValueError(
+        raise RefusedInput(
             f"{pkg.xnor_model}: the reference takes {reference.in_features} values per image, "
             f"the test set has {x.shape[1:]}"
         )

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from host.refusal import RefusedInput
 from host.xnor_layers import XnorLayer, XnorModel
 
 
-class XnorFormatError(ValueError):
+class XnorFormatError(RefusedInput):
     """An ``xnor_model.npz`` that cannot be used: corrupted, truncated, wrong version or inconsistent."""
 
 

@@ -52,12 +52,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from host.atomic import atomic_path
+from host.refusal import InputFileError, MissingFileError, read_npz
 from host.xnor_checks import XnorFormatError, validate_model
 from host.xnor_layers import ConvGeometry, PoolGeometry, XnorLayer, XnorModel, window_out_dim
 
@@ -163,12 +163,11 @@ def load_xnor_model(path: str | os.PathLike) -> XnorModel:
     """Read and check ``path``: refuse a wrong format/version, a hash mismatch or a broken archive."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
+        arrays = read_npz(path, "xnor_model.npz")
+    except MissingFileError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise XnorFormatError(f"{path}: not a readable xnor_model.npz ({type(err).__name__}: {err})") from err
+    except InputFileError as err:
+        raise XnorFormatError(str(err)) from err
     if "manifest" not in arrays:
         raise XnorFormatError(f"{path}: no 'manifest' entry; not an xnor_model.npz written by bnnflow")
     try:

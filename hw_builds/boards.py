@@ -10,6 +10,7 @@ a board fails loudly instead of building for the wrong part.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from host.refusal import RefusedInput
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
 
@@ -18,7 +19,7 @@ DS891 = "Xilinx DS891 Zynq UltraScale+ MPSoC Data Sheet: Overview, Table 1"
 DS987 = "Xilinx DS987 Kria K26 SOM Data Sheet, Table 1 (XCK26 programmable logic)"
 
 
-class UnknownBoardError(ValueError):
+class UnknownBoardError(RefusedInput):
     """The board name is not one bnnflow knows; the message lists the supported names."""
 
 

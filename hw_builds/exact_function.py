@@ -32,6 +32,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from host.refusal import RefusedInput
+
 META_PROP = "bnnflow_exact_function"  # FINN model metadata: the JSON of ExactNetwork.thresholds_json()
 # Brevitas' float32 forward differs from the exact function by at most this relative error in y
 # (see float_bound): 16 roundings of 2**-24, generous for torch's fused batch norm (a multiply-add
@@ -39,7 +41,7 @@ META_PROP = "bnnflow_exact_function"  # FINN model metadata: the JSON of ExactNe
 FLOAT32_REL_BOUND = 2.0**-20
 
 
-class ExactFunctionError(ValueError):
+class ExactFunctionError(RefusedInput):
     """The QONNX graph is not a network the exact definition covers; names layer, neuron and cause."""
 
 
@@ -326,11 +328,16 @@ def exact_network(model) -> ExactNetwork:
                 raise ExactFunctionError(f"{where}: activation quantizer without a preceding layer + batch norm")
             continue
         if op in ("MatMul", "Conv"):
-            if current_quant is None or pending is not None:
-                raise ExactFunctionError(f"{where}: layer without a quantized input")
+            if current_quant is None:
+                raise ExactFunctionError(f"{where}: a float layer on the unquantized pixels (no input quantizer "
+                                         f"before it); every layer's input must be quantized codes")
+            if pending is not None:
+                raise ExactFunctionError(f"{where}: follows another layer without the batch norm and activation "
+                                         f"quantizer between them")
             wnode = model.find_producer(node.input[1])
             if wnode is None or wnode.op_type not in ("BipolarQuant", "Quant") or wnode.output[0] not in consumed:
-                raise ExactFunctionError(f"{where}: weights are not quantized constants")
+                raise ExactFunctionError(f"{where}: a float layer: its weights {node.input[1]!r} are not a "
+                                         f"BipolarQuant / Quant of a constant (the weight quantizer is missing)")
             w = _quant_weights(model, wnode, f"{where} weights")
             conv = None
             if op == "MatMul":

@@ -27,9 +27,10 @@ import math
 import numpy as np
 
 from hw_builds.exact_function import META_PROP, ExactFunctionError, ExactNetwork, exact_network, row_hash
+from host.refusal import RefusedInput
 
 
-class ExactThresholdError(ValueError):
+class ExactThresholdError(RefusedInput):
     """FINN's graph cannot carry the exact thresholds; the message names layer, neuron and cause."""
 
 

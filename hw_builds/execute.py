@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from host.refusal import InputFileError, MissingFileError, one_line
 from hw_builds.finn_env import import_build_steps
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
@@ -30,20 +31,38 @@ class FinnExecutionError(RuntimeError):
     """A FINN model could not be loaded or executed; the message names the file and the cause."""
 
 
-def load_model(onnx_path: str | Path):
-    """Load an ONNX file as a qonnx ModelWrapper; a missing or corrupt file is a one-line error."""
+class OnnxFileError(FinnExecutionError, InputFileError):
+    """An ONNX file that is missing, truncated, empty or not a model (refused input: exit status 2)."""
+
+
+class MissingOnnxFileError(OnnxFileError, MissingFileError):
+    """An ONNX file that does not exist."""
+
+
+def load_model(onnx_path: str | Path, hint: str = ""):
+    """Load an ONNX file as a qonnx ModelWrapper: the one ONNX reader of every stage (FINN build, XNOR export).
+
+    Raises :class:`OnnxFileError` naming the file for a missing file or directory, bytes that are not an
+    ONNX protobuf (truncated, empty, another format), or a graph without nodes, inputs or outputs;
+    ``hint`` (which rule makes the file) is added to the missing-file message.
+    """
     import_build_steps()  # registers every FINN op (HW Reshape, say, is only imported there)
     from qonnx.core.modelwrapper import ModelWrapper
 
     path = Path(onnx_path)
     if not path.is_file():
-        raise FinnExecutionError(f"{path}: no such ONNX file")
+        what = "is a directory, expected an ONNX file" if path.is_dir() else "no such ONNX file"
+        raise MissingOnnxFileError(f"{path}: {what}{'; ' + hint if hint else ''}")
+    if path.stat().st_size == 0:
+        raise OnnxFileError(f"{path}: not a readable ONNX model (the file is empty)")
     try:
         model = ModelWrapper(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for corrupt files
-        raise FinnExecutionError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+        raise OnnxFileError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {one_line(exc, 300)})") from exc
     if len(model.graph.node) == 0:
-        raise FinnExecutionError(f"{path}: the ONNX graph has no nodes")
+        raise OnnxFileError(f"{path}: not a readable ONNX model (the graph has no nodes)")
+    if len(model.graph.input) == 0 or len(model.graph.output) == 0:
+        raise OnnxFileError(f"{path}: not a readable ONNX model (the graph has no input or no output)")
     return model
 
 

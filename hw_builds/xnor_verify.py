@@ -304,13 +304,12 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     partition does not span the network) adds the path ``finn_hw_typed``: that model executed in its
     generated types (hw_builds/typed_exec.py), on every image.
     """
-    from host.inputs import to_model_input
     from models.checkpoint import load_checkpoint
-    from models.datasets import load_npz
+    from models.datasets import load_npz, model_images
 
     ref = XnorReference.load(xnor_npz)
     data = load_npz(data_npz, test_subset=test_subset)
-    x = to_model_input(data["x_test"], tuple(ref.model.input_shape))  # (N, C, H, W) uint8
+    x = model_images(data["x_test"], tuple(ref.model.input_shape), data_npz)  # (N, C, H, W) uint8
     y = data["y_test"].astype(np.int64)
     n = len(x)
     n_finn = n if finn_subset is None else min(n, finn_subset)

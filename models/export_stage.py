@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.datasets import load_npz
+from models.datasets import load_npz, model_images
 from models.export import execute_qonnx, export_qonnx
-from host.inputs import to_model_input
 from models.checkpoint import load_checkpoint
 
 
@@ -71,7 +70,7 @@ def export_stage(
     input_shape = model.spec.topology.input_shape
     arrays = load_npz(dataset_npz, train_subset=0, test_subset=test_subset)
     indices = golden_sample(len(arrays["x_test"]), n_golden, seed)
-    x = to_model_input(arrays["x_test"][indices], input_shape)  # uint8 (N, C, H, W)
+    x = model_images(arrays["x_test"][indices], input_shape, dataset_npz)  # uint8 (N, C, H, W)
     labels = arrays["y_test"][indices].astype(np.int64)
     with torch.no_grad():
         logits = model(torch.from_numpy(x).float()).numpy().astype(np.float32)

@@ -38,8 +38,7 @@ def predict_testset(
     """Write ``y_true``, ``y_pred`` (int64), ``logits`` (float32) of the test set to ``out_npz``; return figures."""
     import torch
 
-    from models.datasets import load_npz
-    from host.inputs import to_model_input
+    from models.datasets import load_npz, model_images
     from models.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
@@ -49,7 +48,7 @@ def predict_testset(
     metrics = json.loads(metrics_path.read_text())
     model = load_checkpoint(checkpoint)
     arrays = load_npz(dataset_npz, train_subset=0, test_subset=test_subset)
-    x = to_model_input(arrays["x_test"], model.spec.topology.input_shape)  # uint8 (N, C, H, W)
+    x = model_images(arrays["x_test"], model.spec.topology.input_shape, dataset_npz)  # uint8 (N, C, H, W)
     y_true = arrays["y_test"].astype(np.int64)
     logits = []
     with torch.no_grad():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -33,11 +34,15 @@ from models.checkpoint import (
     weight_footprint,
 )
 from models.curves import plot_curves, write_history_csv
-from models.datasets import load_npz
-from host.inputs import to_model_input
+from host.refusal import RefusedInput
+from models.datasets import load_npz, model_images
 from models.topologies import build_model, parse_model_name
 
 STATE_FORMAT = "bnnflow-train-state-v1"
+
+
+class TrainConfigError(RefusedInput):
+    """A training recipe that cannot run (a wrong type, a value out of range, an unknown key); exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,13 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads; fixed so that results are reproducible
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # types first: a "fast" lr must not reach a comparison (TypeError)
+            value, kind = getattr(self, f.name), {"int": int, "float": (int, float), "str": str}[f.type]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise TrainConfigError(f"training config {f.name}={value!r}: expected {f.type}, got {type(value).__name__}")
         checks = {
             "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
+            "batch_size": self.batch_size >= 2,  # batch norm in training mode needs 2 images per batch
             "optimizer": self.optimizer in ("adam", "sgd"),
             "lr": self.lr > 0,
             "lr_min": 0 <= self.lr_min <= self.lr,
@@ -75,7 +84,7 @@ class TrainConfig:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid training config values for {bad}: {self}")
+            raise TrainConfigError(f"invalid training config values for {bad}: {self}")
 
     @classmethod
     def for_model(cls, section: dict[str, Any], model_name: str) -> "TrainConfig":
@@ -92,7 +101,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+            raise TrainConfigError(f"unknown training config keys {unknown}; known: {sorted(known)}")
         return cls(**values)
 
 
@@ -134,16 +143,34 @@ class Splits:
     y_test: torch.Tensor
 
 
-def make_splits(arrays: dict[str, np.ndarray], input_shape: tuple[int, int, int], val_size: int, seed: int) -> Splits:
-    """Carve a seeded random validation split off the training set; the test set stays untouched."""
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each training batch over ``n`` shuffled images.
+
+    A last batch of one image is joined to the one before it (batch norm in training mode needs two
+    values per channel), so 55,000 images at batch_size 9 give 6,110 batches, the last of 10 images.
+    """
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def make_splits(arrays: dict[str, np.ndarray], input_shape: tuple[int, int, int], val_size: int, seed: int,
+                source: str | Path = "the data set") -> Splits:
+    """Carve a seeded random validation split off the training set; the test set stays untouched.
+
+    Raises :class:`TrainConfigError` when ``val_size`` leaves fewer than 2 training images, and
+    models.datasets.DataError naming ``source`` when its images cannot feed ``input_shape``.
+    """
     n_train = len(arrays["x_train"])
-    if val_size >= n_train:
-        raise ValueError(f"val_size {val_size} leaves no training images (the training set has {n_train})")
+    if val_size > n_train - 2:
+        raise TrainConfigError(f"val_size {val_size} leaves fewer than 2 training images "
+                               f"(the training set of {source} has {n_train})")
     order = np.random.default_rng(seed).permutation(n_train)
     val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
 
     def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(to_model_input(x, input_shape)).float()
+        x = torch.from_numpy(model_images(x, input_shape, source, "x_train/x_test")).float()
         return x, torch.from_numpy(y.astype(np.int64))
 
     x_tr, y_tr = tensors(arrays["x_train"][train_idx], arrays["y_train"][train_idx])
@@ -181,6 +208,12 @@ def _config_digest(model_name: str, cfg: TrainConfig, data_path: Path, subsets: 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _log_epoch(writer, row: dict[str, float]) -> None:
+    """One history row as TensorBoard scalars at step = epoch."""
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+        writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", row[key], row["epoch"])
+
+
 def train_model(
     model_name: str,
     dataset_npz: str | Path,
@@ -207,8 +240,9 @@ def train_model(
     torch.use_deterministic_algorithms(True)
 
     arrays = load_npz(data_path, train_subset=train_subset, test_subset=test_subset)
-    splits = make_splits(arrays, spec.topology.input_shape, cfg.val_size, cfg.seed)
-    steps_per_epoch = math.ceil(len(splits.x_train) / cfg.batch_size)
+    splits = make_splits(arrays, spec.topology.input_shape, cfg.val_size, cfg.seed, data_path)
+    batches = batch_bounds(len(splits.x_train), cfg.batch_size)
+    steps_per_epoch = len(batches)
     total_steps = steps_per_epoch * cfg.epochs
     loss_fn = LOSSES[cfg.loss]
 
@@ -238,7 +272,12 @@ def train_model(
 
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=start_epoch + 1)
+    # TensorBoard gets the whole history again: Snakemake deletes an incomplete run's tensorboard/ output,
+    # so a resumed run rewrites the epochs before the kill from the state file (history.csv's source too).
+    shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
+    writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+    for row in history:
+        _log_epoch(writer, row)
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -251,7 +290,7 @@ def train_model(
             lr = lr_at(cfg, step, total_steps, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            idx = order[batches[i][0] : batches[i][1]]
             x, y = splits.x_train[idx], splits.y_train[idx]
             logits = model(x)
             loss = loss_fn(logits, y)
@@ -272,8 +311,7 @@ def train_model(
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc, "epoch_seconds": epoch_seconds}
         history.append(row)
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
-            writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", row[key], epoch + 1)
+        _log_epoch(writer, row)
         if val_acc > best["val_accuracy"]:
             best = {"val_accuracy": val_acc, "epoch": epoch + 1,
                     "state_dict": {k: v.clone() for k, v in model.state_dict().items()}}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from hw_builds.custom_steps import folding_problem
 from hw_builds.dse import CNV_REFUSAL
 from hw_builds.dse.graph import hw_nodes
+from host.refusal import RefusedInput
 
 COST_RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 # Memory styles FINN estimates differently: "auto"/"block" count BRAM, "distributed" LUTRAM. "ultra" is
@@ -30,7 +31,7 @@ CONV_OPS = ("Conv", "MaxPool", "AveragePool", "ConvTranspose")
 HW_CONV_OPS = ("ConvolutionInputGenerator", "StreamingMaxPool", "Pool", "VVAU")
 
 
-class UnsupportedGraphError(ValueError):
+class UnsupportedGraphError(RefusedInput):
     """The graph has layers whose foldings are coupled (depthwise conv); the search handles dense graphs."""
 
 

@@ -57,3 +57,24 @@ def test_emulation_backend_is_not_opened_by_host_exits_2(tmp_path) -> None:
     assert res.returncode == 2 and "supplied by bnnflow's FINN side" in res.stderr
     assert "python -m hw_builds.validate_emulated" in res.stderr
     assert not (root / "validation.json").exists()
+
+
+def test_issue17_case9_arguments_and_manifest_refused_before_work(tmp_path) -> None:
+    """Counts below 1, an --out that is a directory and a manifest that is not a JSON object: one line, exit 2,
+    no report written and no traceback (exit 1 means a disagreement or a failed budget only)."""
+    root = build_package(tmp_path)
+    for flag in ("--batch-size", "--latency-repeats", "--limit"):
+        res = run_cli(root, "--package", ".", "--backend", "board", flag, "0")
+        assert res.returncode == 2, res.stderr
+        assert f"argument {flag}: expected an integer >= 1, got 0" in res.stderr
+    (root / "out").mkdir()
+    res = run_cli(root, "--package", ".", "--backend", "board", "--out", "out")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == "host validate: refused: --out out: is a directory, expected the report's file name"
+    res = run_cli(root, "--package", ".", "--backend", "board", "--out", "no/such/folder/v.json")
+    assert res.returncode == 2 and "refused: --out no/such/folder/v.json: folder no/such/folder does not exist" in res.stderr
+    (root / "manifest.json").write_text("[1, 2, 3]")
+    res = run_cli(root, "--package", ".", "--backend", "board", "--out", "v.json")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == "host validate: refused: manifest.json: package manifest must be a JSON object, found list"
+    assert "Traceback" not in res.stderr and not (root / "v.json").exists()

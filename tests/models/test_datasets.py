@@ -163,3 +163,35 @@ def test_load_npz_rejects_wrong_dtype(tmp_path: Path) -> None:
              x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1, np.uint8))
     with pytest.raises(DataError, match="x_train has dtype float32"):
         datasets.load_npz(path)
+
+
+def _good_npz(path: Path) -> Path:
+    np.savez_compressed(path, x_train=np.zeros((4, 28, 28), np.uint8), y_train=np.zeros(4, np.uint8),
+                        x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.uint8))
+    return path
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda b: b[: len(b) // 2], r"mnist.npz: not a readable prepared data set \(BadZipFile: "),  # issue 17 case 5
+    (lambda b: b"", r"mnist.npz: not a readable prepared data set \("),
+    (lambda b: b[:40] + bytes(200) + b[240:], r"mnist.npz: not a readable prepared data set \("),  # a corrupt member
+])
+def test_issue17_case5_damaged_npz_names_the_file(tmp_path: Path, damage, message: str) -> None:
+    path = _good_npz(tmp_path / "mnist.npz")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=message) as err:
+        datasets.load_npz(path)
+    assert "\n" not in str(err.value)
+
+
+def test_load_npz_refuses_missing_arrays_and_unpaired_labels(tmp_path: Path) -> None:
+    np.savez(tmp_path / "a.npz", x_train=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(DataError, match=r"a.npz: missing array\(s\) \['y_train', 'x_test', 'y_test'\]"):
+        datasets.load_npz(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.zeros(3, np.uint8),
+             x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1, np.uint8))
+    with pytest.raises(DataError, match=r"b.npz: x_train \(2, 28, 28\) and y_train \(3,\) are not N images"):
+        datasets.load_npz(tmp_path / "b.npz")
+    (tmp_path / "c.npz").mkdir()
+    with pytest.raises(DataError, match=r"c.npz: is a directory"):
+        datasets.load_npz(tmp_path / "c.npz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from models.datasets import DataError
 from models.checkpoint import file_sha256, load_checkpoint
-from models.train import TrainConfig, sqr_hinge_loss, train_model
+from models.train import TrainConfig, TrainConfigError, batch_bounds, sqr_hinge_loss, train_model
 
 TINY_RECIPE = {"epochs": 2, "batch_size": 50, "lr": 0.02, "val_size": 100, "loss": "cross_entropy"}
 RECIPE_3 = {**TINY_RECIPE, "epochs": 3, "dropout": 0.2}  # dropout: the resume must restore the RNG too
@@ -64,12 +65,22 @@ def test_resume_equals_uninterrupted(small_mnist: Path, tmp_path: Path) -> None:
     assert train_model("tfc_w1a1", small_mnist, tmp_path / "killed", RECIPE_3, stop_after_epoch=1, progress=False) is None
     assert (tmp_path / "killed" / "state.pt").is_file()
     assert not (tmp_path / "killed" / "checkpoint.pt").exists()
+    shutil.rmtree(tmp_path / "killed" / "tensorboard")  # what Snakemake does to an incomplete job's outputs
     resumed = train_model("tfc_w1a1", small_mnist, tmp_path / "killed", RECIPE_3, progress=False)
     assert resumed["checkpoint_sha256"] == full["checkpoint_sha256"]
     assert resumed["test_accuracy"] == full["test_accuracy"]
     drop = lambda rows: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in rows]  # noqa: E731
     read = lambda p: list(csv.DictReader(open(p / "history.csv")))  # noqa: E731
     assert drop(read(tmp_path / "killed")) == drop(read(tmp_path / "full"))
+    # issue 17 case 10: TensorBoard holds every epoch after the resume, with history.csv's values
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for run in ("killed", "full"):
+        events = EventAccumulator(str(tmp_path / run / "tensorboard"))
+        events.Reload()
+        scalars = events.Scalars("val/accuracy")
+        assert [e.step for e in scalars] == [1, 2, 3]
+        assert [e.value for e in scalars] == pytest.approx([float(r["val_accuracy"]) for r in read(tmp_path / "full")])
 
 
 def test_state_of_another_recipe_is_not_resumed(small_mnist: Path, tmp_path: Path) -> None:
@@ -103,8 +114,44 @@ def test_cifar_shaped_data_is_refused_by_an_mlp(tmp_path: Path) -> None:
     arrays = {"x_train": rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8), "y_train": np.zeros(300, np.uint8),
               "x_test": rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), "y_test": np.zeros(10, np.uint8)}
     np.savez(tmp_path / "cifar_like.npz", **arrays)
-    with pytest.raises(ValueError, match="cannot feed a model expecting"):
+    # issue 17 case 5: the shape message names the data set file
+    with pytest.raises(DataError, match=r"cifar_like.npz: x_train/x_test: images of shape .* cannot feed a model expecting"):
         train_model("tfc_w1a1", tmp_path / "cifar_like.npz", tmp_path / "out", TINY_RECIPE, progress=False)
+
+
+def test_issue17_case5_32x32_grey_images_name_the_file(tmp_path: Path) -> None:
+    arrays = {"x_train": np.zeros((300, 32, 32), np.uint8), "y_train": np.zeros(300, np.uint8),
+              "x_test": np.zeros((10, 32, 32), np.uint8), "y_test": np.zeros(10, np.uint8)}
+    np.savez(tmp_path / "mnist32.npz", **arrays)
+    with pytest.raises(DataError, match=r"mnist32.npz: x_train/x_test: images of shape \(1, 32, 32\)"):
+        train_model("tfc_w1a1", tmp_path / "mnist32.npz", tmp_path / "out", TINY_RECIPE, progress=False)
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def test_issue17_case6_recipe_types_are_checked() -> None:
+    """A string lr from overrides is a TrainConfigError naming the key, not a TypeError at training start."""
+    with pytest.raises(TrainConfigError, match=r"training config lr='fast': expected float, got str"):
+        TrainConfig.for_model({**TINY_RECIPE, "overrides": {"tfc_w1a1": {"lr": "fast"}}}, "tfc_w1a1")
+    with pytest.raises(TrainConfigError, match=r"batch_size"):
+        TrainConfig.from_dict({**TINY_RECIPE, "batch_size": 1})
+
+
+@pytest.mark.parametrize(("n", "batch_size", "last"), [(55_000, 9, 10), (55_000, 7, 8), (55_000, 3, 4), (201, 50, 51),
+                                                      (200, 50, 50), (7, 2, 3), (2, 2, 2), (3, 50, 3)])
+def test_issue17_case7_a_last_batch_of_one_joins_the_one_before(n: int, batch_size: int, last: int) -> None:
+    bounds = batch_bounds(n, batch_size)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert bounds[-1][1] - bounds[-1][0] == last and min(stop - start for start, stop in bounds) >= 2
+
+
+def test_issue17_case7_training_with_a_last_batch_of_one(tmp_path: Path) -> None:
+    """301 training images (100 held out) at batch 50: 4 batches, the last of 51, no batch-norm crash."""
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (301, 28, 28), dtype=np.uint8), "y_train": rng.integers(0, 10, 301).astype(np.uint8),
+              "x_test": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), "y_test": rng.integers(0, 10, 20).astype(np.uint8)}
+    np.savez(tmp_path / "odd.npz", **arrays)
+    metrics = train_model("tfc_w1a1", tmp_path / "odd.npz", tmp_path / "out", {**TINY_RECIPE, "epochs": 1}, progress=False)
+    assert (tmp_path / "out" / "checkpoint.pt").is_file() and metrics["epochs"] == 1
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all"])

@@ -45,6 +45,13 @@ def test_every_config_key_has_a_comment() -> None:
         (lambda c: c.update(models=["tfc_w3a1"]), "tfc_w3a1"),
         (lambda c: c.update(boards=["Pynq-Z9"]), "Pynq-Z9"),
         (lambda c: c["data"].update(mlp_dataset="kmnist"), "kmnist"),
+        # issue 17 case 6: overrides entries are checked like the train: keys they override
+        (lambda c: c["train"]["overrides"].update(tfc_w1a1={"lr": "fast"}), "'fast' is not of type 'number'"),
+        (lambda c: c["train"]["overrides"].update(lfc={"epochs": 0}), "0 is less than the minimum of 1"),
+        (lambda c: c["train"]["overrides"].update(tfc={"loss": "hinge"}), "'hinge' is not one of"),
+        # issue 17 case 7: batch norm cannot train on a batch of one image
+        (lambda c: c["train"].update(batch_size=1), "1 is less than the minimum of 2"),
+        (lambda c: c["train"]["overrides"].update(cnv_w1a1={"batch_size": 1}), "1 is less than the minimum of 2"),
     ],
 )
 def test_bad_config_is_refused(edit, fragment: str) -> None:
@@ -54,16 +61,26 @@ def test_bad_config_is_refused(edit, fragment: str) -> None:
         validate(config, SCHEMA)
 
 
-def test_snakemake_refuses_bad_configfile(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("yaml_text", "line"),
+    [
+        ("models: [tfc_w9a9]\n", "config: refused: models.0: 'tfc_w9a9' does not match"),
+        ("train:\n  overrides:\n    tfc_w1a1: {lr: fast}\n",  # issue 17 case 6
+         "config: refused: train.overrides.tfc_w1a1.lr: 'fast' is not of type 'number'"),
+    ],
+)
+def test_snakemake_refuses_bad_configfile(tmp_path: Path, yaml_text: str, line: str) -> None:
+    """A schema violation is one line naming the key, exit status 2 (refused input), no traceback."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("models: [tfc_w9a9]\n")
+    bad.write_text(yaml_text)
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
          "--configfile", str(bad), "-n", "all"],
         capture_output=True, text=True,
     )
-    assert run.returncode != 0
-    assert "tfc_w9a9" in run.stdout + run.stderr
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert line in run.stderr and "Traceback" not in run.stdout + run.stderr
+    assert [text for text in run.stderr.splitlines() if text.startswith("config:")] == [run.stderr.splitlines()[-1]]
 
 
 def test_dry_run_plans_the_whole_dag(tmp_path: Path) -> None:
