@@ -4,6 +4,23 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+def refuse_invalid_config(schema: str) -> None:
+    """Validate the config; a violation is one line naming the key (train.overrides.tfc_w1a1.lr) and exit 2."""
+    try:
+        validate(config, schema)
+    except WorkflowError as err:
+        cause = err.__context__  # jsonschema's ValidationError (WorkflowError keeps only its text)
+        if not hasattr(cause, "absolute_path"):
+            raise
+        key = ".".join(str(part) for part in cause.absolute_path) or "(top level)"
+        print(f"config: refused: {key}: {cause.message} (schema: {schema})", file=sys.stderr)
+        sys.exit(2)  # refused input, as every bnnflow stage exits on it
+
+
 # A model name says its family, bit widths and framework: Brevitas by default, Larq with the suffix _larq
 # (binary only: <family>_w1a1_larq; its stages run in the Larq environment, workflow/rules/larq.smk).
 MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12](_larq)?"
