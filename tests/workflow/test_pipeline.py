@@ -169,3 +169,32 @@ def test_larq_model_through_the_pipeline(pipeline_run: Path) -> None:
     assert {"train_larq", "export_larq", "prove_larq_export"} <= {
         p.parts[len(pipeline_run.parts) + 1] for p in (pipeline_run / "logs").rglob("*.log")}
 
+
+
+def test_issue17_case11_a_failed_budget_keeps_validation_json_and_the_report(pipeline_run: Path, tmp_path: Path) -> None:
+    """Enforce a budget the CI model misses (in a copy of the run): only the gate after the report fails, with the
+    verdict on Snakemake's output; validation.json (passed: false) and the report that shows it stay."""
+    import shutil
+    import subprocess
+    import sys
+
+    from pipeline_helpers import snakemake_env
+
+    workdir = tmp_path / "run"
+    shutil.copytree(pipeline_run, workdir, symlinks=True)
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump({"models": [MODEL], "validate": {"enforce_budgets": True, "accuracy_min_pct": 99.99}}))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+                          "--configfile", str(CI_CONFIG), str(strict), "--cores", "2", "all"],
+                         capture_output=True, text=True, env=snakemake_env())
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "Error in rule check_validations" in out, out[-4000:]
+    validation_path = workdir / "results" / MODEL / BOARD / "validation.json"
+    validation = read_json(validation_path)
+    assert validation["passed"] is False and validation["budgets"]["accuracy_pct"]["status"] == "fail"
+    assert validation["agreement"]["exact"] and validation["enforce_budgets"] is True
+    line = f"results/{MODEL}/{BOARD}/validation.json: FAILED budgets: accuracy_pct {validation['accuracy_pct']}"
+    assert line in out
+    frame = pd.read_csv(workdir / "results" / "summary.csv")
+    assert not frame.set_index("model").loc[MODEL, "validation_passed"]
+    assert not (workdir / "results" / "verdicts.json").exists()

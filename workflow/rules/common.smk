@@ -88,8 +88,14 @@ def all_targets() -> list[str]:
     targets += [f"results/{m}/xnor/verify.json" for m in models]
     targets += [f"hw_builds/{m}/{b}/summary.json" for m in models for b in boards]
     targets += [f"results/{m}/{b}/validation.json" for m in models for b in boards]
-    targets += ["results/bench/xnor.json", "results/report.html"]
+    targets += ["results/bench/xnor.json", "results/report.html", "results/verdicts.json"]
     return [t for t in targets if stage_applies(t)]
+
+
+def validation_reports(wildcards=None) -> list[str]:
+    """Every validation.json of the configured models and boards (those that have an XNOR reference)."""
+    paths = [f"results/{m}/{b}/validation.json" for m in config["models"] for b in config["boards"]]
+    return [p for p in paths if stage_applies(p)]
 
 
 # What the jobs ask the scheduler for (config `resources`): the local scheduler and SLURM (profiles/slurm) read the

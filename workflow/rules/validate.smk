@@ -24,3 +24,23 @@ rule validate_accelerator:
         backend="emulation",
     script:
         "../scripts/validate_accelerator.py"
+
+
+
+# The gate: a failed verdict (a disagreement, a missed budget when enforce_budgets) fails the run here, after the
+# report, so validation.json (kept by validate_accelerator whatever its verdict) and the report show why.
+rule check_validations:
+    input:
+        validations=validation_reports,
+        report="results/report.html",
+    output:
+        "results/verdicts.json",
+    log:
+        "logs/check_validations/verdicts.log",
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/check_validations.py"
