@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 
 # a config that violates the schema stops here: one line naming the key, exit status 2
 refuse_invalid_config("workflow/schemas/config.schema.yaml")
+refuse_dse_convolutions()
 
 
 include: "workflow/rules/data.smk"

@@ -17,7 +17,7 @@ def refuse_invalid_config(schema: str) -> None:
         if not hasattr(cause, "absolute_path"):
             raise
         key = ".".join(str(part) for part in cause.absolute_path) or "(top level)"
-        print(f"config: refused: {key}: {cause.message} (schema: {schema})", file=sys.stderr)
+        print(f"config: refused: {key}: {cause.message}", file=sys.stderr)
         sys.exit(2)  # refused input, as every bnnflow stage exits on it
 
 
@@ -143,14 +143,16 @@ def finn_build_resource(key: str):
 
 # The design-space exploration's settings (`snakemake dse`); a config without a dse section sweeps nothing.
 DSE = config.get("dse", {})
-if any(m.startswith("cnv") for m in DSE.get("models", [])):
-    from snakemake.exceptions import WorkflowError
 
-    from hw_builds.dse import CNV_REFUSAL
 
-    raise WorkflowError(
-        f"dse.models: {', '.join(m for m in DSE['models'] if m.startswith('cnv'))} refused: {CNV_REFUSAL}"
-    )
+def refuse_dse_convolutions() -> None:
+    """A CNV in dse.models: one line with the reason, exit status 2 (the search covers dense networks)."""
+    if any(m.startswith("cnv") for m in DSE.get("models", [])):
+        from hw_builds.dse import CNV_REFUSAL
+
+        print(f"config: refused: dse.models: {', '.join(m for m in DSE['models'] if m.startswith('cnv'))} refused: "
+              f"{CNV_REFUSAL}", file=sys.stderr)
+        sys.exit(2)  # refused input, one line, as refuse_invalid_config
 
 
 def dse_searches() -> list[str]:
