@@ -66,3 +66,25 @@ def test_cnv_in_the_sweep_is_refused_with_the_reason(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert "dse.models: cnv_w1a1 refused: the folding search covers dense (MLP) networks only" in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()
+
+
+def _rule_input_names(smk: Path, rule: str) -> set[str]:
+    """The named inputs of ``rule`` in ``smk`` (its `input:` block's `name=` entries)."""
+    import re
+
+    block = smk.read_text().split(f"rule {rule}:")[1].split("input:")[1]
+    block = re.split(r"\n    \w+:", block)[0]
+    return set(re.findall(r"^\s{8}(\w+)=", block, flags=re.M))
+
+
+def test_dse_rules_declare_every_input_their_scripts_read() -> None:
+    """build_dse_design and package_dse_design reuse compile_finn.py / package_deployment.py: each input those
+    scripts read must be declared (package_dse_design once lacked verify.json and failed only after the build)."""
+    import re
+
+    rules = REPO / "workflow" / "rules" / "dse.smk"
+    for rule, script in (("build_dse_design", "compile_finn.py"), ("package_dse_design", "package_deployment.py")):
+        read = set(re.findall(r"snakemake\.input\.(\w+)", (REPO / "workflow" / "scripts" / script).read_text()))
+        assert read, script
+        missing = read - _rule_input_names(rules, rule)
+        assert not missing, f"{rule} does not declare {sorted(missing)}, which {script} reads"

@@ -64,6 +64,7 @@ rule package_dse_design:
     input:
         summary="hw_builds/{model}/{board}/dse/summary.json",
         xnor="results/{model}/xnor/xnor_model.npz",
+        verify="results/{model}/xnor/verify.json",  # package_deployment.py carries its float-tie count
         dataset=dataset_npz,
         host=sorted(glob.glob("host/*.py")),
     output:
