@@ -26,6 +26,7 @@ from typing import Any
 
 from hw_builds.boards import Board, get_board
 from hw_builds.finn_env import prepare_finn_environment
+from host.refusal import RefusedInput
 
 TARGETS = ("emulation", "hardware")
 # finn-plus 1.6.1 documents Vivado, Vitis and Vitis HLS 2022.2 or 2024.2 (its README).
@@ -84,11 +85,11 @@ INJECTIONS = (
 EMULATION_TAIL = ("step_hw_codegen", "step_make_zynq_driver")
 
 
-class BuildConfigError(ValueError):
+class BuildConfigError(RefusedInput):
     """The build settings are inconsistent (one line: what is wrong and what to set)."""
 
 
-class MissingXilinxToolsError(RuntimeError):
+class MissingXilinxToolsError(RefusedInput, RuntimeError):
     """``target: hardware`` was asked for where Vivado / Vitis HLS are not installed."""
 
 

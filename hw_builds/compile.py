@@ -25,6 +25,7 @@ from hw_builds.accumulators import TYPE_MENDS_PROP, reference_thresholds
 from hw_builds.build_config import HARDWARE_STEPS, BuildSettings, board_step_names, dataflow_config, require_tools_for
 from hw_builds.custom_steps import FOLDING_REPAIRS_PROP
 from hw_builds.execute import load_model
+from hw_builds.failed_build import failure_marker
 from hw_builds.frontend import FrontendError, check_golden_fits, load_frontend
 from hw_builds.range_proof import check_range_proof, proof_summary, range_proof
 from hw_builds.step_runner import BuildStepError, run_steps
@@ -117,64 +118,65 @@ def compile_finn(
     check_golden_fits(model, golden, hw_path)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    _clean_output_dir(output_dir)
-    golden_dir = output_dir / "golden"
-    golden_dir.mkdir()
-    np.save(golden_dir / "input.npy", golden.x.astype(np.float32))
-    np.save(golden_dir / "expected_output.npy", golden.top1.reshape(-1, 1).astype(np.float32))
-    cfg = dataflow_config(settings, output_dir, golden_dir)
-    names = board_step_names(settings.target)
-    intermediate = output_dir / "intermediate_models"
-    intermediate.mkdir()
+    with failure_marker(output_dir, "compile_finn"):  # kept golden/, intermediate_models/ of a failed build are marked
+        _clean_output_dir(output_dir)
+        golden_dir = output_dir / "golden"
+        golden_dir.mkdir()
+        np.save(golden_dir / "input.npy", golden.x.astype(np.float32))
+        np.save(golden_dir / "expected_output.npy", golden.top1.reshape(-1, 1).astype(np.float32))
+        cfg = dataflow_config(settings, output_dir, golden_dir)
+        names = board_step_names(settings.target)
+        intermediate = output_dir / "intermediate_models"
+        intermediate.mkdir()
 
-    start = time.perf_counter()
-    name = model_name or frontend["model"]
-    typed_steps = frozenset(names[names.index(TYPED_FROM_STEP):]) if TYPED_FROM_STEP in names else frozenset()
-    ties = frontend.get("golden_float_tie_mask", [])
-    if len(ties) < len(golden.x):
-        raise FrontendError(f"{Path(frontend_dir) / 'frontend.json'}: the front end checked {len(ties)} golden images, "
-                            f"this build checks {len(golden.x)}; rebuild the front end with verify_samples >= {len(golden.x)}")
-    float_ties = np.array(ties[: len(golden.x)], dtype=bool)
-    run = run_steps(model, names, cfg, golden, hw_path, intermediate, unverified=UNVERIFIED_STEPS,
-                    typed_steps=typed_steps, fail_if_not_fits=settings.fail_if_not_fits, float_ties=float_ties,
-                    progress=progress, label=f"FINN {name} -> {board}")
-    model = run.model
-    if settings.target == "hardware":
-        missing = [p for p in HARDWARE_PRODUCTS if not (output_dir / p).is_file()]
-        if missing:
-            raise BuildStepError(f"{hw_path}: FINN's hardware flow finished without {', '.join(missing)}")
-    failures = _finn_verification_failures(output_dir)
-    if failures:
-        raise VerificationError(f"{hw_path}: FINN's simulation checks failed: {', '.join(failures)}")
-    _copy_generated_code(model, output_dir)
-    hw_model = load_model(intermediate / "step_generate_estimate_reports.onnx")
-    write_final_folding(hw_model, output_dir / "report" / "final_folding_config.json")
-    # static range proof of the final dataflow model, types cross-checked against the generated sources
-    proof = proof_summary(range_proof(hw_model, output_dir / "generated_code", reference_thresholds(hw_model)))
-    proof["type_mends"] = json.loads(hw_model.get_metadata_prop(TYPE_MENDS_PROP) or "[]")
-    write_json_atomic(output_dir / "report" / "range_proof.json", proof)
-    check_range_proof(proof["nodes"], where=f"{hw_path} (table in {output_dir / 'report' / 'range_proof.json'})")
+        start = time.perf_counter()
+        name = model_name or frontend["model"]
+        typed_steps = frozenset(names[names.index(TYPED_FROM_STEP):]) if TYPED_FROM_STEP in names else frozenset()
+        ties = frontend.get("golden_float_tie_mask", [])
+        if len(ties) < len(golden.x):
+            raise FrontendError(f"{Path(frontend_dir) / 'frontend.json'}: the front end checked {len(ties)} golden images, "
+                                f"this build checks {len(golden.x)}; rebuild the front end with verify_samples >= {len(golden.x)}")
+        float_ties = np.array(ties[: len(golden.x)], dtype=bool)
+        run = run_steps(model, names, cfg, golden, hw_path, intermediate, unverified=UNVERIFIED_STEPS,
+                        typed_steps=typed_steps, fail_if_not_fits=settings.fail_if_not_fits, float_ties=float_ties,
+                        progress=progress, label=f"FINN {name} -> {board}")
+        model = run.model
+        if settings.target == "hardware":
+            missing = [p for p in HARDWARE_PRODUCTS if not (output_dir / p).is_file()]
+            if missing:
+                raise BuildStepError(f"{hw_path}: FINN's hardware flow finished without {', '.join(missing)}")
+        failures = _finn_verification_failures(output_dir)
+        if failures:
+            raise VerificationError(f"{hw_path}: FINN's simulation checks failed: {', '.join(failures)}")
+        _copy_generated_code(model, output_dir)
+        hw_model = load_model(intermediate / "step_generate_estimate_reports.onnx")
+        write_final_folding(hw_model, output_dir / "report" / "final_folding_config.json")
+        # static range proof of the final dataflow model, types cross-checked against the generated sources
+        proof = proof_summary(range_proof(hw_model, output_dir / "generated_code", reference_thresholds(hw_model)))
+        proof["type_mends"] = json.loads(hw_model.get_metadata_prop(TYPE_MENDS_PROP) or "[]")
+        write_json_atomic(output_dir / "report" / "range_proof.json", proof)
+        check_range_proof(proof["nodes"], where=f"{hw_path} (table in {output_dir / 'report' / 'range_proof.json'})")
 
-    build = {
-        "model": name,
-        "target": settings.target,
-        "clk_period_ns": settings.clk_period_ns,
-        "target_fps": settings.target_fps,
-        "folding_config": str(settings.folding_config) if settings.folding_config else None,
-        "partition_spans_network": run.spans,
-        "folding_repairs": json.loads(hw_model.get_metadata_prop(FOLDING_REPAIRS_PROP) or "[]"),
-        # the whole flow: the front end's steps (run once for every board) and this board's
-        "steps": frontend["steps"] + names,
-        "seconds_per_step": {**frontend["seconds_per_step"], **run.seconds},
-        "build_seconds": round(time.perf_counter() - start, 3),
-        "golden_float_ties": int(float_ties.sum()),
-    }
-    summary = build_summary(output_dir, settings.board_spec, build, frontend["verification"] + run.verified)
-    summary["range_proof"] = proof
-    summary["frontend"] = {"dir": str(Path(frontend_dir)), "steps": frontend["steps"],
-                           "frontend_seconds": frontend["frontend_seconds"],
-                           "note": "board-independent steps, run once per model and shared by every board "
-                                   "and the XNOR export; their graphs are in the front end's intermediate_models/"}
-    write_json_atomic(output_dir / "report" / "time_per_step.json", run.seconds)
-    write_json_atomic(Path(summary_path) if summary_path else output_dir / "summary.json", summary)
-    return summary
+        build = {
+            "model": name,
+            "target": settings.target,
+            "clk_period_ns": settings.clk_period_ns,
+            "target_fps": settings.target_fps,
+            "folding_config": str(settings.folding_config) if settings.folding_config else None,
+            "partition_spans_network": run.spans,
+            "folding_repairs": json.loads(hw_model.get_metadata_prop(FOLDING_REPAIRS_PROP) or "[]"),
+            # the whole flow: the front end's steps (run once for every board) and this board's
+            "steps": frontend["steps"] + names,
+            "seconds_per_step": {**frontend["seconds_per_step"], **run.seconds},
+            "build_seconds": round(time.perf_counter() - start, 3),
+            "golden_float_ties": int(float_ties.sum()),
+        }
+        summary = build_summary(output_dir, settings.board_spec, build, frontend["verification"] + run.verified)
+        summary["range_proof"] = proof
+        summary["frontend"] = {"dir": str(Path(frontend_dir)), "steps": frontend["steps"],
+                               "frontend_seconds": frontend["frontend_seconds"],
+                               "note": "board-independent steps, run once per model and shared by every board "
+                                       "and the XNOR export; their graphs are in the front end's intermediate_models/"}
+        write_json_atomic(output_dir / "report" / "time_per_step.json", run.seconds)
+        write_json_atomic(Path(summary_path) if summary_path else output_dir / "summary.json", summary)
+        return summary

@@ -21,6 +21,7 @@ from hw_builds.accumulators import step_mend_xnor_accumulators, step_record_refe
 from hw_builds.boards import RESOURCES, get_board
 from hw_builds.exact_thresholds import step_exact_thresholds, step_record_exact_function
 from hw_builds.finn_env import import_build_steps
+from host.refusal import RefusedInput
 
 QONNX_QUANT_OPS = ("Quant", "BipolarQuant", "BinaryQuant", "Trunc")
 # FINN node attributes a folding file may set (FINN's own list in step_apply_folding_config).
@@ -28,11 +29,11 @@ FOLDING_ATTRS_EXTRA = ("Defaults",)
 FOLDING_REPAIRS_PROP = "bnnflow_folding_repairs"  # model metadata: what step_repair_auto_folding changed
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(RefusedInput):
     """The ONNX graph is not a QONNX export bnnflow can build (message names file and cause)."""
 
 
-class FoldingConfigError(ValueError):
+class FoldingConfigError(RefusedInput):
     """The folding file names a layer or attribute the model does not have."""
 
 
@@ -151,21 +152,45 @@ def step_check_folding_config(model, cfg):
     return model
 
 
-def folding_problem(inst) -> str | None:
-    """FINN's own complaint about a layer's folding (its shape functions assert), or None."""
+def folding_problem(inst, model=None) -> str | None:
+    """FINN's own complaint about a layer's folding, or None.
+
+    Asks the layer what FINN itself asserts on later: its shape and stream functions, its weight /
+    threshold memory, the HLS stream width limit and, given the ``model`` holding its parameters, the
+    conversion of its weights and thresholds to the hardware layout (``get_hw_compatible_*_tensor``,
+    where e.g. a Thresholding's "NumChannels divisable by PE" lives). Every HW layer type answers
+    through the functions it has; none is listed here by type.
+    """
     from finn.util.exception import FINNInternalError, FINNUserError
 
-    probes = ["get_folded_input_shape", "get_folded_output_shape", "get_instream_width", "get_outstream_width"]
-    probes += ["calc_wmem", "calc_tmem"]  # MVAU/VVAU check MH % PE and MW % SIMD only here
-    probes += ["get_ap_int_max_w"]  # HLS layers: no stream (an MVAU's weights included) wider than AP_INT_MAX_W
-    for probe in probes:
+    probes = [(name, ()) for name in ("get_folded_input_shape", "get_folded_output_shape", "get_instream_width",
+                                      "get_outstream_width",
+                                      "calc_wmem", "calc_tmem",  # MVAU/VVAU check MH % PE and MW % SIMD only here
+                                      "get_ap_int_max_w")]  # HLS layers: no stream wider than AP_INT_MAX_W
+    if model is not None:
+        for tensor in list(inst.onnx_node.input)[1:]:
+            value = model.get_initializer(tensor)
+            if value is None:
+                continue
+            # thresholds are (channels, steps) with steps < channels' fan-in; FINN tells them apart by the input index
+            kind = "threshold" if tensor == _threshold_input(inst) else "weight"
+            probes.append((f"get_hw_compatible_{kind}_tensor", (value,)))
+    for probe, args in probes:
         try:
-            getattr(inst, probe)()
+            getattr(inst, probe)(*args)
         except (AttributeError, NotImplementedError):  # the layer has no such notion
             continue
         except (AssertionError, FINNUserError, FINNInternalError) as exc:
-            return str(exc) or f"{probe} failed"
+            return " ".join(str(exc).split()) or f"{probe} failed"
     return None
+
+
+def _threshold_input(inst) -> str | None:
+    """The input tensor holding a layer's thresholds: input 1 of a Thresholding, input 2 of an MVAU/VVAU."""
+    inputs = list(inst.onnx_node.input)
+    if "NumChannels" in inst.get_nodeattr_types():  # Thresholding: (in, thresholds)
+        return inputs[1] if len(inputs) > 1 else None
+    return inputs[2] if len(inputs) > 2 else None
 
 
 def step_repair_auto_folding(model, cfg):
@@ -183,12 +208,12 @@ def step_repair_auto_folding(model, cfg):
         if not node.domain.startswith("finn.custom_op.fpgadataflow"):
             continue
         inst = getCustomOp(node)
-        if "PE" not in inst.get_nodeattr_types() or folding_problem(inst) is None:
+        if "PE" not in inst.get_nodeattr_types() or folding_problem(inst, model) is None:
             continue
         chosen = int(inst.get_nodeattr("PE"))
         for pe in range(chosen - 1, 0, -1):
             inst.set_nodeattr("PE", pe)
-            if folding_problem(inst) is None:
+            if folding_problem(inst, model) is None:
                 print(f"step_repair_auto_folding: {node.name} PE {chosen} -> {pe} (FINN's choice did not divide its stream)")
                 repairs.append({"layer": node.name, "attribute": "PE", "finn_choice": chosen, "used": pe})
                 break
@@ -212,7 +237,7 @@ def step_check_folding(model, cfg):
         if not node.domain.startswith("finn.custom_op.fpgadataflow"):
             continue
         inst = getCustomOp(node)
-        problem = folding_problem(inst)
+        problem = folding_problem(inst, model)
         if problem is not None:
             attrs = {a: inst.get_nodeattr(a) for a in ("PE", "SIMD") if a in inst.get_nodeattr_types()}
             raise FoldingConfigError(f"layer {node.name} ({node.op_type}) folding {attrs} {source} is invalid: {problem}")

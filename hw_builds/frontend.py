@@ -25,11 +25,14 @@ import time
 from pathlib import Path
 
 from host.atomic import atomic_path, write_json_atomic
+from host.refusal import RefusedInput
+from hw_builds.admission import admit_qonnx
 from hw_builds.build_config import frontend_config, frontend_step_names
 from hw_builds.custom_steps import UnsupportedModelError
 from hw_builds.exact_function import META_PROP, ExactNetwork
 from hw_builds.exact_thresholds import ExactThresholdError, set_exact_thresholds
 from hw_builds.execute import load_model
+from hw_builds.failed_build import failure_marker
 from hw_builds.step_runner import run_steps
 from hw_builds.verify import load_golden
 
@@ -39,7 +42,7 @@ HW_GRAPH = "hw.onnx"
 STREAMLINE_STEP = "step_streamline"
 
 
-class FrontendError(ValueError):
+class FrontendError(RefusedInput):
     """A front-end folder that cannot be used (missing or unreadable record or graph); names the file."""
 
 
@@ -67,9 +70,15 @@ def build_frontend(onnx_path: str | Path, golden_path: str | Path, out_dir: str 
     """
     onnx_path, out_dir = Path(onnx_path), Path(out_dir).resolve()
     golden = load_golden(golden_path).head(verify_samples)
-    model = load_model(onnx_path)
+    model = admit_qonnx(load_model(onnx_path, hint="run the export_qonnx rule first"), onnx_path)  # before any step
     check_golden_fits(model, golden, onnx_path)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with failure_marker(out_dir, "build_frontend"):  # a failed run's intermediate_models/ are marked as such
+        return _run_frontend(model, golden, onnx_path, out_dir, model_name, progress)
+
+
+def _run_frontend(model, golden, onnx_path: Path, out_dir: Path, model_name: str, progress: bool) -> dict:
+    """build_frontend's steps and outputs, in ``out_dir`` (created)."""
     (out_dir / FRONTEND_RECORD).unlink(missing_ok=True)
     intermediate = out_dir / "intermediate_models"
     shutil.rmtree(intermediate, ignore_errors=True)

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from hw_builds.execute import execute_model
+from host.refusal import RefusedInput
 
 LOGIT_ATOL = 1e-3  # float32 rounding between torch and onnxruntime, on logits of size ~10..100
 AFFINE_RTOL = 1e-4  # residual of the per-class affine fit, relative to the logit range
 
 
-class GoldenFileError(ValueError):
+class GoldenFileError(RefusedInput):
     """golden.npz is missing, or an array in it has the wrong name, dtype or shape."""
 
 

@@ -40,11 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from host.atomic import write_json_atomic
+from host.refusal import RefusedInput
 from host.xnor_format import (ConvGeometry, PoolGeometry, XnorFormatError, XnorLayer, XnorModel, load_xnor_model,
                               save_xnor_model, validate_model)
 
 
-class XnorExportError(ValueError):
+class XnorExportError(RefusedInput):
     """The FINN graph is not a w1a1/w1a2/w2a2 MLP or CNV the reference understands; the message names the node."""
 
 

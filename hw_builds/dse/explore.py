@@ -14,14 +14,15 @@ import time
 from pathlib import Path
 
 from host.atomic import write_json_atomic
+from host.refusal import EXIT_REFUSED, RefusedInput, one_line
 from hw_builds.boards import get_board
 from hw_builds.dse.bounds import fabric_budget, finn_resource_limits, host_thresholded, io_bound
 from hw_builds.dse.graph import apply_folding, estimation_graph, finn_estimates, specialized_graph
 from hw_builds.dse.search import Selection, binding_bound, cheapest, fastest, unconstrained_minimum
 from hw_builds.dse.setfolding import setfolding_design
-from hw_builds.dse.space import COST_RESOURCES, UnsupportedGraphError, layer_options, refuse_convolutions
+from hw_builds.dse.space import COST_RESOURCES, layer_options, refuse_convolutions
 from hw_builds.execute import FinnExecutionError, load_model
-from hw_builds.frontend import FrontendError, load_frontend
+from hw_builds.frontend import load_frontend
 
 FORMAT_VERSION = 1
 
@@ -188,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = explore(args.frontend_dir, args.board, args.out_json, args.folding_json, clk_period_ns=args.clk_period_ns,
                     setfolding_fps=args.setfolding_fps)
-    except (UnsupportedGraphError, FinnExecutionError, FrontendError) as err:  # refused input: one line, exit code 2
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (RefusedInput, FinnExecutionError) as err:  # refused input (host.refusal): one line, exit code 2
+        print(f"error: {one_line(err, 2000)}", file=sys.stderr)
+        return EXIT_REFUSED
     best = r.get("best") or {}
     print(r["status"], best.get("images_per_s"), best.get("resources_total"), best.get("bound"))
     return 0

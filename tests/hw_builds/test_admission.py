@@ -115,3 +115,20 @@ def test_case4_conv_without_strides_and_pads_gets_the_onnx_defaults() -> None:
 def test_the_export_itself_is_admitted(exported_tfc) -> None:
     model = load_model(exported_tfc[0])
     assert admit_qonnx(model, exported_tfc[0]) is model
+
+
+@pytest.mark.parametrize("case", ["conv1x1", "float_matmul"])
+def test_case3_the_front_end_refuses_before_any_step(exported_tfc, tmp_path, case) -> None:
+    """The FINN build and the XNOR export both start from the front end (hw_builds.frontend): it admits the graph
+    before any FINN step, so both accept and refuse the same graphs, with the same message; nothing is written."""
+    from hw_builds.frontend import build_frontend
+
+    edit = (_conv_on_input(np.full((1, 1, 1, 1), 0.5), kernel_shape=[1, 1]) if case == "conv1x1"
+            else _drop_first_weight_quantizer)
+    path = _edited(exported_tfc, tmp_path, f"{case}.onnx", edit)
+    with pytest.raises(UnsupportedModelError) as direct:
+        _admit(path)
+    with pytest.raises(UnsupportedModelError) as err:
+        build_frontend(path, exported_tfc[1], tmp_path / "frontend", verify_samples=2, progress=False)
+    assert str(err.value) == str(direct.value) and isinstance(err.value, RefusedInput)
+    assert not (tmp_path / "frontend").exists()

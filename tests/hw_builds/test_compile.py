@@ -10,6 +10,8 @@ import json
 import numpy as np
 import pytest
 
+from host.refusal import RefusedInput
+
 from hw_builds.build_config import board_step_names, frontend_step_names, step_names
 from hw_builds.compile import UNVERIFIED_STEPS, BuildStepError, compile_finn
 from hw_builds.custom_steps import DesignDoesNotFitError, FoldingConfigError
@@ -188,3 +190,20 @@ def test_finn_auto_folding_repaired_at_1m_fps(frontend_tfc, tmp_path):
     assert all(r["top1_equal"] == r["samples"] for r in summary["verification"])
     board = [r for r in summary["verification"] if r["step"] in board_step_names("emulation")]
     assert board and all(r["samples"] == 10 for r in board)  # the front end's records keep their own count
+
+
+def test_issue17_case8_thresholding_pe_not_dividing_its_channels_is_named(frontend_tfc, tmp_path):
+    """PE 3 on the 784-channel input Thresholding: FINN asserts only in step_minimize_bit_width ("NumChannels
+    divisable by PE"); the check after folding asks the layer's own threshold conversion and names layer and file."""
+    path = tmp_path / "fold.json"
+    path.write_text(json.dumps({"Thresholding_rtl_0": {"PE": 3}}))
+    with pytest.raises(FoldingConfigError) as err:
+        compile_finn(*frontend_tfc, tmp_path / "b", "Pynq-Z1", folding_config=path, verify_samples=2, progress=False)
+    assert str(err.value) == (f"{frontend_tfc[0] / 'hw.onnx'}: step_check_folding: layer Thresholding_rtl_0 "
+                              f"(Thresholding_rtl) folding {{'PE': 3}} set in {path} is invalid: Requirement "
+                              f"NumChannels divisable by PE is violated.")
+    assert isinstance(err.value, RefusedInput)
+    assert not (tmp_path / "b" / "summary.json").exists()
+    marker = json.loads((tmp_path / "b" / "FAILED.json").read_text())  # issue 17 case 12: the kept folders are marked
+    assert marker["stage"] == "compile_finn" and marker["error"].startswith("FoldingConfigError: ")
+    assert marker["kept"] == ["golden", "intermediate_models"]

@@ -129,7 +129,7 @@ def test_onnx_without_quantizers(exported_tfc, tmp_path):
         [helper.make_tensor_value_info("global_out", TensorProto.FLOAT, [1, 10])], [w, shape])
     path = tmp_path / "float.onnx"
     onnx.save(helper.make_model(graph), str(path))
-    with pytest.raises(UnsupportedModelError, match=rf"{path}: step_annotate_uint8_input: the graph has no QONNX quantizer"):
+    with pytest.raises(UnsupportedModelError, match=rf"{path}: the graph has no QONNX quantizer"):  # the admission check
         build_frontend(path, exported_tfc[1], tmp_path / "f", progress=False)
 
 

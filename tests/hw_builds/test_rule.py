@@ -65,6 +65,10 @@ def test_rule_fails_loudly(tmp_path):
     assert run.returncode != 0
     log = (tmp_path / "wd" / "logs" / "build_frontend" / "tfc_w1a1.log").read_text()
     assert "model.onnx: not a readable ONNX model" in log
+    # issue 17 case 1: a refused input is the log's last line, exit status 2, no traceback
+    last = log.strip().splitlines()[-1]
+    assert last.startswith("build_frontend: refused: ") and "model.onnx: not a readable ONNX model (DecodeError" in last
+    assert "Traceback" not in log and "exit status 2" in run.stdout + run.stderr, run.stderr[-2000:]
     assert not (tmp_path / "wd" / "hw_builds" / "tfc_w1a1" / "Pynq-Z1" / "summary.json").exists()
 
 

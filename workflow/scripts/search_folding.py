@@ -6,9 +6,9 @@ from pathlib import Path
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821 - injected by Snakemake
 
 from hw_builds.dse.explore import explore  # noqa: E402
-from hw_builds.dse.space import UnsupportedGraphError  # noqa: E402
+from host.refusal import exit_on_refusal  # noqa: E402
 
-try:
+with exit_on_refusal("search_folding"):  # a CNV, a bad front end: one line with the reason, exit 2, nothing written
     result = explore(
         frontend_dir=Path(snakemake.input.frontend).parent,  # noqa: F821
         board=snakemake.wildcards.board,  # noqa: F821
@@ -21,7 +21,4 @@ try:
         setfolding_wwidth=snakemake.params.setfolding_wwidth,  # noqa: F821
         progress=False,
     )
-except UnsupportedGraphError as err:  # a CNV: refused with the reason, exit code 2, nothing written
-    print(f"error: {err}")
-    sys.exit(2)
 print(f"{result['model']} on {result['board']}: {result['status']}")
