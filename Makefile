@@ -14,7 +14,7 @@ SLURM_APT_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
 BOARD_CPU_APT_PACKAGES := qemu-user-static binfmt-support mmdebstrap
 
 .PHONY: all env board-env larq-env system-deps slurm-deps board-cpu-deps test
-all: env
+all: env larq-env
 	$(VENV)/bin/snakemake all
 
 env: $(VENV)/.installed

@@ -16,6 +16,7 @@ row says what was measured (``repeats``, ``measured_batch``) and ``notes`` says 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from host.atomic import write_json_atomic
+from host.atomic import atomic_path, write_json_atomic
 from host.xnor import XnorReference, available_backends
-from host.xnor_format import XnorModel
+from host.xnor_format import XnorModel, build_manifest, manifest_sha256
 from host.xnor_random import MLP_WIDTHS, random_conv_model, random_xnor_model
 
 CONV_FAMILIES = ("cnv",)
@@ -144,6 +145,73 @@ def torch_pm1_conv_network(model: XnorModel):
     return forward
 
 
+def family_model(family: str, seed: int) -> tuple[XnorModel, tuple[int, ...]]:
+    """The bench's random network of ``family`` for ``seed`` (the same in every rule) and its per-image input shape."""
+    return _family_model(family, np.random.default_rng([seed, FAMILIES.index(family)]))
+
+
+def bench_net_arrays(model: XnorModel, check_x: np.ndarray, check_logits: np.ndarray) -> dict[str, np.ndarray]:
+    """The bench net of ``model`` for the Larq world (larq_models/bench_lce.py's file format), from its arrays.
+
+    Raises ValueError for what the Larq twin cannot express: a multi-bit hidden activation or ternary weights
+    (every hidden layer's output must be one sign, as in the w1a1 bench families).
+    """
+    layers = model.layers
+    if any(la.weight_bits != 1 for la in layers) or any(la.act_bits != 1 for la in layers[1:]):
+        raise ValueError("bench net: only w1a1 networks (CNV's 8-bit first layer allowed) have a Larq twin here")
+    if model.is_conv:
+        c, h, w = model.input_shape
+        shape = (h, w, c)
+        x_nhwc = check_x.reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+    else:
+        shape, c = (1, 1, model.in_features), model.in_features
+        x_nhwc = check_x.reshape(-1, 1, 1, model.in_features)
+    out: dict[str, np.ndarray] = {"input_shape": np.array(shape, np.int64), "n_layers": np.array(len(layers))}
+    thr0 = np.broadcast_to(model.input_thresholds, (c, model.input_thresholds.shape[1]))
+    if layers[0].act_bits == 1:
+        out["input_offset"] = (thr0[:, 0] - 0.5).astype(np.float32)  # pixel >= t  <=>  pixel - (t - 0.5) > 0
+    else:
+        codes = (np.arange(256)[None, :, None] >= thr0[:, None, :]).sum(-1)  # (C, 256)
+        out["input_lut"] = (codes + layers[0].act_bias).astype(np.float32)
+    in_shape = shape
+    for i, la in enumerate(layers):
+        w = la.weights_int().astype(np.float32)  # (M, K), FINN's rows
+        if la.conv is not None:
+            (kh, kw), ch = la.conv.kernel, la.conv.in_channels
+            kernel = w.reshape(la.out_features, kh, kw, ch).transpose(1, 2, 3, 0)
+            stride, flatten = la.conv.stride, False
+        else:
+            kernel, stride = w.T.reshape(1, 1, la.in_features, la.out_features), (1, 1)
+            flatten = len(in_shape) == 3 and in_shape[0] * in_shape[1] > 1
+        out[f"layer{i}_kernel"] = np.ascontiguousarray(kernel)
+        out[f"layer{i}_stride"] = np.array(stride, np.int64)
+        out[f"layer{i}_pool"] = np.array([*la.pool.kernel, *la.pool.stride] if la.pool else [0, 0, 0, 0], np.int64)
+        out[f"layer{i}_binary_in"] = np.array(la.act_bits == 1)
+        out[f"layer{i}_flatten"] = np.array(flatten)
+        if la.thresholds is not None:
+            t = np.broadcast_to(la.thresholds[:, 0], (la.out_features,)).astype(np.float64)
+            t_dot = 2 * t - la.in_features if la.act_bits == 1 else t  # the threshold on d
+            out[f"layer{i}_bias"] = (0.5 - t_dot).astype(np.float32)  # d >= t_dot  <=>  d + 0.5 - t_dot > 0
+        in_shape = la.out_shape()
+    out.update(last_k=np.array(layers[-1].in_features), last_binary=np.array(layers[-1].act_bits == 1),
+               output_mul=model.output_mul.astype(np.float32), output_add=model.output_add.astype(np.float32),
+               check_x=np.ascontiguousarray(x_nhwc, dtype=np.uint8), check_logits=check_logits.astype(np.float32))
+    return out
+
+
+def write_bench_net(family: str, seed: int, out_npz: str | Path, check_images: int = CHECK_IMAGES) -> dict:
+    """Write the bench net of ``family`` / ``seed`` for larq_models/bench_lce.py: the network, ``check_images``
+    random images and bnnflow's logits on them (numpy engine, the board's path). Returns the arrays written."""
+    model, shape = family_model(family, seed)
+    check_x = np.random.default_rng([seed, 1000 + FAMILIES.index(family)]).integers(
+        0, 256, size=(check_images, *shape), dtype=np.uint8)
+    arrays = bench_net_arrays(model, check_x, XnorReference(model, backend="numpy").logits(check_x))
+    arrays.update(family=np.array(family), model_sha256=np.array(manifest_sha256(build_manifest(model))))
+    with atomic_path(out_npz, keep_suffix=True) as tmp:
+        np.savez(tmp, **arrays)
+    return arrays
+
+
 def _family_model(family: str, rng: np.random.Generator) -> tuple[XnorModel, tuple[int, ...]]:
     """The random network of ``family`` and the per-image shape of its raw uint8 input."""
     if family in MLP_WIDTHS:
@@ -185,18 +253,58 @@ def _time_calls(fn, x: np.ndarray, repeats: int, warmup: int) -> np.ndarray:
 
 
 def cpu_info() -> dict:
-    """CPU model and whether it has AVX-512 VPOPCNTDQ (read from /proc/cpuinfo where it exists)."""
-    info = {"machine": platform.machine(), "cpu_model": platform.processor() or "unknown", "avx512_vpopcntdq": False}
+    """CPU model, vendor / family, flags that decide the popcount width, and the clock (from /proc/cpuinfo where it exists)."""
+    info = {"machine": platform.machine(), "cpu_model": platform.processor() or "unknown", "avx512_vpopcntdq": False,
+            "avx2": False, "popcnt": False, "vendor": "unknown", "cpu_family": None, "cpu_mhz": None}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        text = cpuinfo.read_text()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        info["avx512_vpopcntdq"] = "avx512_vpopcntdq" in text
+        fields: dict[str, str] = {}
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        info["cpu_model"] = fields.get("model name", info["cpu_model"])
+        flags = set(fields.get("flags", fields.get("Features", "")).split())
+        info.update(avx512_vpopcntdq="avx512_vpopcntdq" in flags, avx2="avx2" in flags, popcnt="popcnt" in flags,
+                    neon=bool({"asimd", "neon"} & flags), vendor=fields.get("vendor_id", "unknown"))
+        if fields.get("cpu family", "").isdigit():
+            info["cpu_family"] = int(fields["cpu family"])
+        try:
+            info["cpu_mhz"] = float(fields["cpu MHz"])
+        except (KeyError, ValueError):
+            pass
     info["logical_cpus"] = os.cpu_count()
     return info
+
+
+# Popcount instruction (bits per instruction) and instructions per cycle of one core, by what the CPU reports.
+# Source: Agner Fog's instruction tables (VPOPCNTQ zmm 1/cycle on Ice Lake; POPCNT r64 4/cycle on AMD Zen 1-4,
+# 1/cycle on Intel Core); AArch64 NEON CNT on 128-bit vectors, 2/cycle (Cortex-A72 optimization guide).
+def popcount_unit(cpu: dict) -> dict:
+    """The widest popcount this CPU executes and its issue rate: {'instruction', 'width_bits', 'per_cycle', 'source'}."""
+    if cpu.get("avx512_vpopcntdq"):
+        return {"instruction": "VPOPCNTQ zmm (AVX-512 VPOPCNTDQ)", "width_bits": 512, "per_cycle": 1,
+                "source": "Agner Fog, Ice Lake: 1 per cycle"}
+    if cpu.get("neon"):
+        return {"instruction": "NEON CNT (128-bit)", "width_bits": 128, "per_cycle": 2,
+                "source": "Cortex-A72 software optimization guide: 2 per cycle"}
+    amd_zen = cpu.get("vendor") == "AuthenticAMD" and (cpu.get("cpu_family") or 0) >= 0x17
+    if cpu.get("popcnt") or amd_zen:
+        rate = 4 if amd_zen else 1
+        return {"instruction": "POPCNT r64 (no vector popcount: AVX2 has none)", "width_bits": 64, "per_cycle": rate,
+                "source": f"Agner Fog, {'AMD Zen: 4' if amd_zen else 'Intel Core: 1'} per cycle"}
+    return {"instruction": "none detected (table lookup)", "width_bits": 8, "per_cycle": 1, "source": "assumed"}
+
+
+def binary_mac_ceiling(cpu: dict) -> dict:
+    """This core's binary-MAC ceiling: popcount width x popcounts per cycle x clock, in GMAC/s (one bit = one MAC).
+
+    The clock is /proc/cpuinfo's ``cpu MHz`` (the current, not the boost clock: a VM reports its nominal one);
+    the XOR, the loads and the accumulation compete for the same cycles, so no kernel reaches it.
+    """
+    unit = popcount_unit(cpu)
+    ghz = (cpu.get("cpu_mhz") or 0.0) / 1e3
+    return {**unit, "clock_ghz": round(ghz, 3), "gmac_per_s": unit["width_bits"] * unit["per_cycle"] * ghz,
+            "formula": "width_bits x per_cycle x clock_ghz (one core)"}
 
 
 def _plan(conv: bool, engine: str, batch: int, repeats: int, numpy_conv_max_batch: int) -> tuple[int, int, int]:
@@ -214,12 +322,36 @@ def _plan(conv: bool, engine: str, batch: int, repeats: int, numpy_conv_max_batc
     return measured, max(3, repeats // 3), 1
 
 
+def lce_rows(lce_json: str | Path, models: dict[str, XnorModel], batch_sizes: list[int]) -> tuple[list[dict], dict]:
+    """LCE's rows from larq_models/bench_lce.py's JSON, for the families and batch sizes of this run.
+
+    Raises ValueError naming the file when a row's network is not this run's (its model_sha256 differs:
+    another seed or an older file) or a (family, batch) of this run has no LCE row.
+    """
+    data = json.loads(Path(lce_json).read_text())
+    want = {f: manifest_sha256(build_manifest(m)) for f, m in models.items()}
+    rows = [r for r in data.get("results", []) if r.get("model") in want and r.get("batch") in batch_sizes]
+    for r in rows:
+        if r.get("model_sha256") != want[r["model"]]:
+            raise ValueError(f"{lce_json}: LCE row {r['model']} batch {r['batch']} timed another network "
+                             f"(model_sha256 {r.get('model_sha256')!r}, this run's is {want[r['model']]!r})")
+    missing = [(f, b) for f in want for b in batch_sizes if not any(r["model"] == f and r["batch"] == b for r in rows)]
+    if missing:
+        raise ValueError(f"{lce_json}: no LCE rows for {missing}")
+    meta = {k: data.get(k) for k in ("settings", "checked_images", "versions")}
+    return rows, {**meta, "notes": data.get("notes", [])}
+
+
 def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int], repeats: int,
                threads: int = 1, seed: int = 0, numpy_conv_max_batch: int = CONV_NUMPY_MAX_BATCH,
-               check_images: int = CHECK_IMAGES) -> dict:
+               check_images: int = CHECK_IMAGES, lce_json: str | Path | None = None) -> dict:
     """Benchmark every (family, batch size, engine); write ``out_json``; return the results dict.
 
     ``check_images`` random images must get the same top-1 and logits from every engine before any timing.
+    ``lce_json``: Larq Compute Engine's timings of the same networks (larq_models/bench_lce.py, which checked
+    its logits against bnnflow's first); its rows join the table and each row gets its speedup over the best
+    LCE setting at the same (model, batch). Every row gets its binary GMAC/s as a fraction of this CPU's
+    ceiling (:func:`binary_mac_ceiling`).
     """
     import torch
     from tqdm import tqdm
@@ -230,10 +362,11 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
     engines = [f"xnor_{b}" for b in reversed(available_backends())] + ["torch_fp32"]
+    nets = {f: family_model(f, seed) for f in families}
     rows, notes = [], []
     jobs = [(f, b) for f in families for b in batch_sizes]
     for family, batch in tqdm(jobs, desc="bench_xnor", unit="config"):
-        model, shape = _family_model(family, rng)
+        model, shape = nets[family]
         x = rng.integers(0, 256, size=(batch, *shape), dtype=np.uint8)
         refs = {f"xnor_{b}": XnorReference(model, backend=b) for b in available_backends()}
         torch_fn = torch_pm1_conv_network(model) if model.is_conv else torch_pm1_network(model)
@@ -241,7 +374,6 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
                             rng.integers(0, 256, size=(check_images, *shape), dtype=np.uint8))
         fns = {name: ref.predict for name, ref in refs.items()}
         fns["torch_fp32"] = lambda xb, f=torch_fn: np.argmax(f(xb), axis=1)
-        macs = binary_macs_per_image(model)
         for name in engines:
             measured, reps, warmup = _plan(model.is_conv, name, batch, repeats, numpy_conv_max_batch)
             if measured != batch:
@@ -254,29 +386,51 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
                 "model": family, "batch": batch, "measured_batch": measured, "engine": name, "repeats": reps,
                 "warmup_calls": warmup,
                 "latency_ms_p50": p50 * 1e3, "latency_ms_p99": float(np.percentile(times, 99)) * 1e3,
-                "images_per_s": measured / p50, "binary_gmac_per_s": measured * macs / p50 / 1e9,
-                "binary_macs_per_image": macs,
+                "images_per_s": measured / p50,
             })
-    for row in rows:
-        base = next(r for r in rows if r["model"] == row["model"] and r["batch"] == row["batch"]
-                    and r["engine"] == "torch_fp32")
-        row["speedup_vs_torch_fp32_x"] = row["images_per_s"] / base["images_per_s"]
+    lce_meta = None
+    if lce_json is not None:
+        extra, lce_meta = lce_rows(lce_json, {f: m for f, (m, _) in nets.items()}, batch_sizes)
+        rows += [{k: v for k, v in r.items() if k != "model_sha256"} for r in extra]
+        notes += lce_meta.pop("notes")
+    cpu = cpu_info()
+    ceiling = binary_mac_ceiling(cpu)
     best = "xnor_numba" if "xnor_numba" in engines else "xnor_numpy"
-    summary = {
-        f"{r['model']}_batch{r['batch']}_speedup_x": round(r["speedup_vs_torch_fp32_x"], 2)
-        for r in rows if r["engine"] == best
-    }
+    summary: dict[str, float] = {}
+    for row in rows:
+        macs = binary_macs_per_image(nets[row["model"]][0])
+        same = [r for r in rows if r["model"] == row["model"] and r["batch"] == row["batch"]]
+        base = next(r for r in same if r["engine"] == "torch_fp32")
+        row["binary_macs_per_image"] = macs
+        row["binary_gmac_per_s"] = row["images_per_s"] * macs / 1e9
+        row["fraction_of_ceiling"] = row["binary_gmac_per_s"] / ceiling["gmac_per_s"] if ceiling["gmac_per_s"] else None
+        row["speedup_vs_torch_fp32_x"] = row["images_per_s"] / base["images_per_s"]
+        lce = [r for r in same if r["engine"].startswith("lce_")]
+        if lce:
+            top = max(lce, key=lambda r: r["images_per_s"])
+            row["speedup_vs_best_lce_x"] = row["images_per_s"] / top["images_per_s"]
+            row["best_lce_engine"] = top["engine"]
+        if row["engine"] == best:
+            key = f"{row['model']}_batch{row['batch']}"
+            summary[f"{key}_speedup_x"] = round(row["speedup_vs_torch_fp32_x"], 2)
+            if lce:
+                summary[f"{key}_vs_best_lce_x"] = round(row["speedup_vs_best_lce_x"], 2)
     result = {
-        "what": "XNOR-popcount reference vs the same +1/-1 network in PyTorch fp32, random weights",
+        "what": "XNOR-popcount reference vs the same +1/-1 network in PyTorch fp32"
+                + (" and in Larq Compute Engine" if lce_meta else "") + ", random weights",
         "reference_engine": best,
         "threads": threads,
         "top1_checked_images": check_images,
         "measured": ("per (model, batch, engine): median / p99 latency of one call on `measured_batch` images "
                      "over `repeats` timed calls after `warmup_calls`; images_per_s = measured_batch / median; "
-                     "speedup = images_per_s / torch_fp32's at the same `batch`"),
+                     "speedup = images_per_s / torch_fp32's (or the best lce_* engine's) at the same `batch`; "
+                     "fraction_of_ceiling = binary_gmac_per_s / binary_mac_ceiling.gmac_per_s"),
         "notes": notes,
         "versions": _versions(),
-        "cpu": cpu_info(),
+        "cpu": cpu,
+        "binary_mac_ceiling": ceiling,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "lce": lce_meta,
         "summary": summary,
         "results": rows,
     }

@@ -213,6 +213,9 @@ def render_html(inputs: ReportInputs, frame: pd.DataFrame, plots: dict[str, str]
         figure(plots["pareto"], "accuracy vs throughput vs LUT", notes.get("pareto", "")),
         "<h2 id='latency'>Latency: accelerator vs XNOR reference</h2>",
         figure(plots["latency"], "latency accelerator vs XNOR reference", notes.get("latency", "")),
+        "<h2 id='xnor-speed'>XNOR reference speed: bnnflow vs Larq Compute Engine vs PyTorch</h2>",
+        figure(plots["xnor_speed"], "XNOR reference vs LCE vs PyTorch", notes.get("xnor_speed", "")),
+        figure(plots["xnor_roofline"], "binary MAC rate vs ceiling", notes.get("xnor_roofline", "")),
         *dse_section(inputs),
     ]
     for model in inputs.models:
@@ -235,6 +238,7 @@ def render_html(inputs: ReportInputs, frame: pd.DataFrame, plots: dict[str, str]
         out.append("<h2 id='benchmarks'>Benchmarks</h2>")
         for name, data in sorted(inputs.benches.items()):
             out.append(f"<h3>results/bench/{html.escape(name)}.json</h3>")
+
             out.append(bench_tables(data, name))
     out.append("<h2 id='references'>Published reference figures</h2><ul>")
     for r in REFERENCES:

@@ -9,7 +9,8 @@ from pathlib import Path
 def plot_files(plots_dir: str | Path, models: list[str], boards: list[str]) -> dict[str, str]:
     """key -> PNG path of every plot, in the order the report shows them."""
     d = Path(plots_dir)
-    files = {"pareto": d / "pareto.png", "latency": d / "latency.png"}
+    files = {"pareto": d / "pareto.png", "latency": d / "latency.png", "xnor_speed": d / "xnor_speed.png",
+             "xnor_roofline": d / "xnor_roofline.png"}
     for m in models:
         files[f"training_curves/{m}"] = d / f"training_curves_{m}.png"
         files[f"confusion_matrix/{m}"] = d / f"confusion_matrix_{m}.png"

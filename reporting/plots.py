@@ -229,3 +229,72 @@ def latency(builds: list[BuildData], path: str | Path) -> Path:
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _xnor_groups(bench: dict) -> tuple[list[tuple[str, int]], dict[str, dict[tuple[str, int], dict]]]:
+    """(model, batch) groups in run order and engine -> group -> row of an xnor.json; the LCE settings
+    collapse into one 'best LCE' engine (the fastest setting of each group, named in the row)."""
+    rows = bench.get("results") or []
+    groups = list(dict.fromkeys((r["model"], r["batch"]) for r in rows))
+    by_engine: dict[str, dict[tuple[str, int], dict]] = {}
+    for r in rows:
+        name = "best LCE" if r["engine"].startswith("lce_") else r["engine"]
+        cur = by_engine.setdefault(name, {}).get((r["model"], r["batch"]))
+        if cur is None or r["images_per_s"] > cur["images_per_s"]:
+            by_engine[name][(r["model"], r["batch"])] = r
+    return groups, by_engine
+
+
+XNOR_ENGINE_STYLE = {"xnor_numba": ("bnnflow XNOR (numba)", "#2ca02c"), "xnor_numpy": ("bnnflow XNOR (numpy, board path)", "#98df8a"),
+                     "best LCE": ("Larq Compute Engine (best setting)", "#d62728"), "torch_fp32": ("PyTorch fp32", "#7f7f7f")}
+
+
+def xnor_speed(bench: dict, path: str | Path) -> Path:
+    """Images/s (log scale) of each engine per (model, batch) from results/bench/xnor.json, one thread each."""
+    groups, by_engine = _xnor_groups(bench)
+    engines = [e for e in XNOR_ENGINE_STYLE if e in by_engine]
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(groups) + 2), 4.2))
+    width = 0.8 / max(1, len(engines))
+    for j, eng in enumerate(engines):
+        label, color = XNOR_ENGINE_STYLE[eng]
+        xs = [i + (j - (len(engines) - 1) / 2) * width for i, g in enumerate(groups) if g in by_engine[eng]]
+        ys = [by_engine[eng][g]["images_per_s"] for g in groups if g in by_engine[eng]]
+        ax.bar(xs, ys, width=width, color=color, label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(groups)), [f"{m}\nbatch {b}" for m, b in groups])
+    ax.set_ylabel("images / s (one thread)")
+    ax.set_title("XNOR reference vs Larq Compute Engine vs PyTorch fp32 (same random networks)")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def xnor_roofline(bench: dict, path: str | Path) -> Path:
+    """Binary GMAC/s of each engine per (model, batch) against this CPU's binary-MAC ceiling (xnor.json's
+    ``binary_mac_ceiling``: popcount width x issue rate x clock); the labels give the fraction of it."""
+    groups, by_engine = _xnor_groups(bench)
+    ceiling = pick(bench, "binary_mac_ceiling.gmac_per_s")
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(groups) + 2), 4.2))
+    for eng, (label, color) in XNOR_ENGINE_STYLE.items():
+        if eng not in by_engine:
+            continue
+        pts = [(i, by_engine[eng][g]) for i, g in enumerate(groups) if g in by_engine[eng]]
+        ax.plot([i for i, _ in pts], [r["binary_gmac_per_s"] for _, r in pts], "o", color=color, label=label, ms=7)
+        if eng == "xnor_numba" and ceiling:
+            for i, r in pts:
+                ax.annotate(f"{r['binary_gmac_per_s'] / ceiling:.1%}", (i, r["binary_gmac_per_s"]),
+                            textcoords="offset points", xytext=(8, -3), fontsize=8)
+    if ceiling:
+        unit = pick(bench, "binary_mac_ceiling.instruction", "")
+        ax.axhline(ceiling, color="black", ls="--", lw=1)
+        ax.text(-0.4, ceiling * 1.1, f"ceiling {ceiling:.0f} GMAC/s ({unit})", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(groups)), [f"{m}\nbatch {b}" for m, b in groups])
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    ax.set_ylabel("binary GMAC/s (one thread)")
+    ax.set_title("Binary MAC rate against the CPU's popcount ceiling")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)

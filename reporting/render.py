@@ -50,6 +50,18 @@ def render_report(
                             "the XNOR reference is measured on the validating CPU.")
     else:
         jobs.append(("latency", lambda p: plots.placeholder(p, "latency", "no validation.json in this run")))
+    xnor = inputs.benches.get("xnor")
+    if xnor and xnor.get("results"):
+        jobs += [("xnor_speed", lambda p: plots.xnor_speed(xnor, p)), ("xnor_roofline", lambda p: plots.xnor_roofline(xnor, p))]
+        lce = " and Larq Compute Engine (best of its kernel settings)" if xnor.get("lce") else ""
+        notes["xnor_speed"] = (f"From results/bench/xnor.json: the XNOR reference{lce} and PyTorch fp32 on the same random "
+                               "networks, one thread, logits checked equal before timing.")
+        notes["xnor_roofline"] = ("From results/bench/xnor.json: binary MACs per second against this CPU's ceiling "
+                                  "(popcount width x issue rate x clock, binary_mac_ceiling).")
+    else:
+        for key in ("xnor_speed", "xnor_roofline"):
+            jobs.append((key, lambda p, k=key: plots.placeholder(p, k.replace("_", " "), "no results/bench/xnor.json "
+                                                                 "in this run (report.benchmarks)")))
     for m in models:
         data = inputs.model_data[m]
         jobs.append((f"training_curves/{m}", lambda p, d=data: plots.training_curves(d, p)))

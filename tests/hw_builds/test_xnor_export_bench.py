@@ -86,3 +86,90 @@ def test_bench_refuses_a_different_torch_network(tmp_path: Path, monkeypatch: py
     with pytest.raises(AssertionError, match="cnv: .* disagree on top-1"):
         bench_xnor(tmp_path / "x.json", ["cnv"], [1], repeats=3, check_images=16)
     assert not (tmp_path / "x.json").exists()
+
+
+def _lce_json(path: Path, sha: str, batches: list[int], rates: dict[str, float]) -> Path:
+    """An LCE result file in larq_models/bench_lce.py's layout (the Larq world's side is tested in tests/larq_models)."""
+    rows = [{"model": "tfc", "batch": b, "measured_batch": b, "engine": f"lce_{s}", "repeats": 3, "warmup_calls": 2,
+             "latency_ms_p50": b / r * 1e3, "latency_ms_p99": b / r * 1e3, "images_per_s": r, "model_sha256": sha}
+            for b in batches for s, r in rates.items()]
+    path.write_text(json.dumps({"settings": {}, "checked_images": {"tfc": 8}, "versions": {"larq_compute_engine": "x"},
+                                "notes": ["a note"], "results": rows}))
+    return path
+
+
+def test_lce_rows_join_with_speedup_over_the_best_setting(tmp_path: Path) -> None:
+    from host.xnor_format import build_manifest, manifest_sha256
+    from hw_builds.xnor_bench import family_model
+
+    sha = manifest_sha256(build_manifest(family_model("tfc", 1)[0]))
+    lce = _lce_json(tmp_path / "lce.json", sha, [1, 5], {"default": 1000.0, "indirect_bgemm": 4000.0})
+    result = bench_xnor(tmp_path / "x.json", ["tfc"], [1, 5], repeats=3, seed=1, check_images=16, lce_json=lce)
+    rows = {(r["batch"], r["engine"]): r for r in result["results"]}
+    assert (1, "lce_indirect_bgemm") in rows and (5, "lce_default") in rows
+    ref = rows[(1, result["reference_engine"])]
+    assert ref["best_lce_engine"] == "lce_indirect_bgemm"
+    assert ref["speedup_vs_best_lce_x"] == pytest.approx(ref["images_per_s"] / 4000.0)
+    assert "tfc_batch5_vs_best_lce_x" in result["summary"] and "a note" in result["notes"]
+    ceiling = result["binary_mac_ceiling"]["gmac_per_s"]
+    for row in result["results"]:
+        assert row["fraction_of_ceiling"] == pytest.approx(row["binary_gmac_per_s"] / ceiling)
+    # another network's timings (another seed) are refused, naming the file
+    with pytest.raises(ValueError, match="lce.json: LCE row tfc batch 1 timed another network"):
+        bench_xnor(tmp_path / "y.json", ["tfc"], [1, 5], repeats=3, seed=2, check_images=16, lce_json=lce)
+    with pytest.raises(ValueError, match=r"no LCE rows for \[\('tfc', 7\)\]"):
+        bench_xnor(tmp_path / "y.json", ["tfc"], [1, 7], repeats=3, seed=1, check_images=16, lce_json=lce)
+    assert not (tmp_path / "y.json").exists()
+
+
+@pytest.mark.parametrize("cpu, width, rate", [
+    ({"avx512_vpopcntdq": True, "cpu_mhz": 2000.0}, 512, 1),
+    ({"vendor": "AuthenticAMD", "cpu_family": 25, "popcnt": True, "avx2": True, "cpu_mhz": 2500.0}, 64, 4),
+    ({"vendor": "GenuineIntel", "cpu_family": 6, "popcnt": True, "cpu_mhz": 3000.0}, 64, 1),
+    ({"neon": True, "cpu_mhz": 1500.0}, 128, 2),
+])
+def test_binary_mac_ceiling_is_width_times_rate_times_clock(cpu: dict, width: int, rate: int) -> None:
+    from hw_builds.xnor_bench import binary_mac_ceiling
+
+    c = binary_mac_ceiling(cpu)
+    assert (c["width_bits"], c["per_cycle"]) == (width, rate)
+    assert c["gmac_per_s"] == pytest.approx(width * rate * cpu["cpu_mhz"] / 1e3)
+
+
+def test_bench_net_file_for_the_larq_world(tmp_path: Path) -> None:
+    """The file's arrays describe the network: a float forward written from the file format alone
+    (larq_models/bench_lce.py's table) gives the XNOR reference's logits; sign(0) never occurs (biases end in .5)."""
+    from hw_builds.xnor_bench import bench_net_arrays
+
+    rng = np.random.default_rng(3)
+    model = random_conv_model(rng, input_shape=(3, 12, 12), convs=[(16, 3, 1, False), (64, 3, 1, True),
+                                                                     (8, 2, 1, False)], fc=[32])
+    x = rng.integers(0, 256, size=(16, 3, 12, 12), dtype=np.uint8)
+    want = XnorReference(model, backend="numpy").logits(x)
+    net = bench_net_arrays(model, x, want)
+    h = net["input_lut"][np.arange(3), net["check_x"].astype(np.int64)]  # (N, H, W, C)
+    for i in range(int(net["n_layers"])):
+        if net[f"layer{i}_flatten"]:
+            h = h.reshape(len(h), 1, 1, -1)
+        if net[f"layer{i}_binary_in"]:
+            assert not np.any(h == 0)
+            h = np.where(h > 0, 1.0, -1.0)
+        k = net[f"layer{i}_kernel"].astype(np.float64)
+        kh, kw, _, m = k.shape
+        sh, sw = net[f"layer{i}_stride"]
+        oh, ow = (h.shape[1] - kh) // sh + 1, (h.shape[2] - kw) // sw + 1
+        d = np.zeros((len(h), oh, ow, m))
+        for a in range(kh):
+            for b in range(kw):
+                d += h[:, a : a + sh * (oh - 1) + 1 : sh, b : b + sw * (ow - 1) + 1 : sw, :] @ k[a, b]
+        if f"layer{i}_bias" in net:
+            d = d + net[f"layer{i}_bias"]
+        pk, pw, ps, pt = net[f"layer{i}_pool"]
+        if pk:
+            ph, pwid = (d.shape[1] - pk) // ps + 1, (d.shape[2] - pw) // pt + 1
+            d = np.max([d[:, a : a + ps * (ph - 1) + 1 : ps, b : b + pt * (pwid - 1) + 1 : pt]
+                        for a in range(pk) for b in range(pw)], axis=0)
+        h = d
+    acc = ((h.reshape(len(h), -1) + net["last_k"]) / 2).astype(np.float32)
+    np.testing.assert_array_equal(acc * net["output_mul"] + net["output_add"], want)
+    np.testing.assert_array_equal(net["check_logits"], want)

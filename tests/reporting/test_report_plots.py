@@ -91,3 +91,20 @@ def test_bottleneck_bar_is_red(tmp_path: Path) -> None:
     red = [names[i] for i, c in enumerate(captured["colors"]) if c == plots.BOTTLENECK_COLOR]
     assert red == ["MVAU_hls_0"]
     plt.close("all")
+
+
+def test_xnor_bench_plots_collapse_lce_settings_to_the_best(tmp_path: Path) -> None:
+    """xnor.json rows (hw_builds/xnor_bench.py layout, trimmed): bnnflow, PyTorch and two LCE settings per group."""
+    rows = []
+    for model, batch in (("tfc", 1), ("cnv", 1000)):
+        for engine, ips in (("xnor_numba", 9e4), ("xnor_numpy", 2e4), ("torch_fp32", 1e4), ("lce_default", 3e4),
+                            ("lce_indirect_bgemm", 5e4)):
+            rows.append({"model": model, "batch": batch, "engine": engine, "images_per_s": ips,
+                         "binary_gmac_per_s": ips * 1e-4})
+    bench = {"results": rows, "binary_mac_ceiling": {"gmac_per_s": 600.0, "instruction": "POPCNT r64"}}
+    groups, by_engine = plots._xnor_groups(bench)
+    assert groups == [("tfc", 1), ("cnv", 1000)]
+    assert set(by_engine) == {"xnor_numba", "xnor_numpy", "torch_fp32", "best LCE"}
+    assert by_engine["best LCE"][("cnv", 1000)]["engine"] == "lce_indirect_bgemm"
+    assert_not_blank(plots.xnor_speed(bench, tmp_path / "speed.png"))
+    assert_not_blank(plots.xnor_roofline(bench, tmp_path / "roof.png"))

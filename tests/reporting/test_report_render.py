@@ -31,7 +31,7 @@ def test_report_embeds_every_plot_and_the_table(tmp_path: Path) -> None:
     html = (tmp_path / "results/report.html").read_text()
     expected = plot_files(tmp_path / "results/plots", MODELS, BOARDS)
     embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(embedded) == len(expected) == 2 + 2 * len(MODELS) + len(MODELS) * len(BOARDS)
+    assert len(embedded) == len(expected) == 2 + 2 + 2 * len(MODELS) + len(MODELS) * len(BOARDS)
     on_disk = {Path(p).read_bytes() for p in expected.values()}
     assert {base64.b64decode(e) for e in embedded} == on_disk  # the page shows exactly the saved PNGs
     rows = re.findall(r"<tr>(.*?)</tr>", html.split("id=\"summary-table\"")[1].split("<tbody>")[1].split("</tbody>")[0])
@@ -49,7 +49,7 @@ def test_training_only_run_still_reports(tmp_path: Path) -> None:
     """No FINN build, XNOR or validation in the workflow: placeholders and n/a, but a complete page."""
     _render(tmp_path, full=False)
     html = (tmp_path / "results/report.html").read_text()
-    assert html.count("<img ") == 2 + 2 * len(MODELS) + len(MODELS) * len(BOARDS)
+    assert html.count("<img ") == 2 + 2 + 2 * len(MODELS) + len(MODELS) * len(BOARDS)
     assert html.count(">n/a<") >= 10 * len(MODELS) * len(BOARDS)
     assert "XNOR verification: n/a" in html
 

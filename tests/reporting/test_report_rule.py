@@ -67,7 +67,8 @@ def test_rule_renders_the_report(workdir: Path) -> None:
     assert run.returncode == 0, run.stderr[-4000:]
     assert "predict_testset" not in run.stderr.split("Job stats:")[1].split("total")[0]
     plots = sorted(p.name for p in (workdir / "results/plots").iterdir())
-    assert plots == sorted(["pareto.png", "latency.png", "training_curves_tfc_w2a1.png", "confusion_matrix_tfc_w2a1.png",
+    assert plots == sorted(["pareto.png", "latency.png", "xnor_speed.png", "xnor_roofline.png",
+                            "training_curves_tfc_w2a1.png", "confusion_matrix_tfc_w2a1.png",
                             "layers_tfc_w2a1_Pynq-Z1.png", "layers_tfc_w2a1_ZCU104.png"])
     assert (workdir / "results/summary.csv").read_text().count("\n") == 1 + len(BOARDS)
     assert (workdir / "logs/render_report/report.log").is_file()

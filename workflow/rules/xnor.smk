@@ -54,7 +54,60 @@ rule verify_xnor:
         "../scripts/verify_xnor.py"
 
 
+# The XNOR benchmark's peer, Larq Compute Engine (xnor.bench_lce): the same random networks go to the Larq world as
+# files (results/bench/nets/{family}.npz, with bnnflow's logits on check images), LCE is timed there in .venv-larq
+# (larq_models/bench_lce.py: converted, logits checked equal, every kernel setting), and bench_xnor joins its rows.
+# (shutil, WorkflowError and LARQ_PYTHON come from larq.smk, included before this file.)
+if config["xnor"]["bench_lce"] and not shutil.which(LARQ_PYTHON):
+    raise WorkflowError(f"{LARQ_PYTHON}: the Larq environment's interpreter is missing; xnor.bench_lce times Larq "
+                        "Compute Engine there: run `make larq-env` (or set larq.python, or xnor.bench_lce: false)")
+
+
+rule bench_net:
+    output:
+        "results/bench/nets/{family}.npz",
+    log:
+        "logs/bench_net/{family}.log",
+    wildcard_constraints:
+        family="tfc|sfc|lfc|cnv",
+    threads: 1
+    resources:
+        **stage_resources("bench_xnor"),
+    conda:
+        "../../environment.yml"
+    params:
+        seed=config["xnor"]["bench_seed"],
+    script:
+        "../scripts/bench_net.py"
+
+
+rule bench_lce:
+    input:
+        nets=expand("results/bench/nets/{family}.npz", family=config["xnor"]["bench_models"]),
+    output:
+        "results/bench/lce.json",
+    log:
+        "logs/bench_lce/lce.log",
+    benchmark:
+        "benchmarks/bench_lce/lce.tsv"
+    threads: 1
+    resources:
+        **stage_resources("bench_xnor"),
+    conda:
+        "../envs/larq.yml"
+    params:
+        python=LARQ_PYTHON,
+        repo=workflow.basedir,
+        batch_sizes=" ".join(str(b) for b in config["xnor"]["bench_batch_sizes"]),
+        repeats=config["xnor"]["bench_repeats"],
+    shell:
+        "PYTHONPATH={params.repo:q} {params.python:q} -m larq_models bench-lce --nets {input.nets:q}"
+        " --batch-sizes {params.batch_sizes} --repeats {params.repeats} --out {output:q} > {log:q} 2>&1"
+
+
 rule bench_xnor:
+    input:
+        **({"lce": "results/bench/lce.json"} if config["xnor"]["bench_lce"] else {}),
     output:
         report("results/bench/xnor.json", category="Benchmarks", labels={"file": "xnor"}),
     log:

@@ -1,4 +1,4 @@
-"""Snakemake script: XNOR reference vs PyTorch fp32 speed -> results/bench/xnor.json (hw_builds.xnor_bench)."""
+"""Snakemake script: XNOR reference vs PyTorch fp32 (and LCE) speed -> results/bench/xnor.json (hw_builds.xnor_bench)."""
 
 import sys
 
@@ -13,4 +13,5 @@ bench_xnor(
     repeats=snakemake.params.repeats,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
     seed=snakemake.params.seed,  # noqa: F821
+    lce_json=snakemake.input.get("lce"),  # noqa: F821 - absent when xnor.bench_lce is false
 )
