@@ -104,6 +104,11 @@ class XnorReference:
         self._w_neg_t = ([None if w is None else np.ascontiguousarray(w.T) for w in self._w_neg]
                          if kernels is not None else None)
         self._bits = [int(layer.act_bits) for layer in layers]
+        # multi-bit conv layers with +1/-1 weights (CNV's 8-bit first layer) on the compiled backend: a direct integer
+        # convolution of the codes, (K, M) int16 / int32 weights; None where the bit-plane path runs
+        self._w_int = [kernels.int_weights(layer.weights_int(), layer.act_bits, layer.act_bias)
+                       if kernels is not None and layer.conv is not None and layer.act_bits > 1
+                       and layer.weight_bits == 1 else None for layer in layers]
         # thresholds feeding layer i's input: the pixels' for i = 0, layer i-1's after; (C or 1, T)
         self._thr_in = [np.ascontiguousarray(t, dtype=np.int32)
                         for t in [model.input_thresholds] + [layer.thresholds for layer in layers[:-1]]]
@@ -228,18 +233,40 @@ class XnorReference:
     def _acc(self, i: int, state: tuple[str, np.ndarray]) -> np.ndarray:
         """Fast path: layer i's accumulators, shaped, from its input state ('codes' | 'words', array)."""
         kind, a = state
+        if self._w_int[i] is not None and kind == "codes":
+            return self._int_conv(i, a)
         if not self._packed_route[i]:
             return self._acc_from_codes(i, a if kind == "codes" else self._to_codes(i, a))
         rows = self._rows(i, a if kind == "words" else self._to_words(a))
         return self._shape_out(i, self._dense(i, rows), len(a))
 
+    def _int_conv(self, i: int, codes: np.ndarray, thr: np.ndarray | None = None) -> np.ndarray:
+        """Layer i (multi-bit conv, compiled) on its input codes: accumulators, or packed bits with ``thr``."""
+        layer = self.model.layers[i]
+        return self._kernels.int_conv(codes, self._w_int[i], layer.conv.kernel, layer.conv.stride, layer.act_bias, thr)
+
     def _step(self, i: int, state: tuple[str, np.ndarray]) -> tuple[str, np.ndarray]:
         """Fast path: layer i's input state -> layer i+1's; binary to binary stays packed (fused thresholds)."""
         kind, a = state
+        if self._w_int[i] is not None and kind == "codes":
+            layer = self.model.layers[i]
+            if self._bits[i + 1] != 1:
+                return "codes", self._codes(i + 1, self._int_conv(i, a))
+            out = self._int_conv(i, a, self._thr1[i + 1])  # fused threshold + pack
+            if layer.pool is not None:
+                out = max_pool(out, layer.pool.kernel, layer.pool.stride, packed=True)
+            return "words", out
         if not (self._packed_route[i] and self._bits[i + 1] == 1):
             return "codes", self._codes(i + 1, self._acc(i, state))
-        rows = self._rows(i, a if kind == "words" else self._to_words(a))
         layer = self.model.layers[i]
+        if self._kernels is not None and layer.conv is not None:  # straight from the packed map, no im2col copy
+            out = self._kernels.xnor_conv_pack(a if kind == "words" else self._to_words(a), self._w_t[i],
+                                               layer.conv.kernel, layer.conv.stride, layer.in_features,
+                                               self._thr1[i + 1])
+            if layer.pool is not None:
+                out = max_pool(out, layer.pool.kernel, layer.pool.stride, packed=True)
+            return "words", out
+        rows = self._rows(i, a if kind == "words" else self._to_words(a))
         if self._kernels is not None:
             out = self._kernels.xnor_popcount_threshold_pack(rows, self._w_t[i], layer.in_features, self._thr1[i + 1])
         else:

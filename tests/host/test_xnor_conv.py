@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
+import host.xnor as xnor
 from host.xnor import XnorReference, im2col, max_pool, pack_bits
 from host.xnor_format import (FORMAT_VERSION, ConvGeometry, PoolGeometry, XnorFormatError, XnorLayer, XnorModel,
                               load_xnor_model, save_xnor_model, validate_model, window_out_dim)
@@ -490,3 +491,40 @@ def test_max_pool_on_packed_words_is_or(seed: int, c: int, h: int, w: int, kh: i
                                   _pack_pixels(pooled))
     codes = rng.integers(0, 256, size=(3, h, w, c), dtype=np.uint8)  # multi-bit codes: a real max
     np.testing.assert_array_equal(max_pool(codes, pool.kernel, pool.stride), _pool(codes, pool))
+
+
+@pytest.mark.skipif("numba" not in xnor.available_backends(), reason="numba is not importable here (optional)")
+@pytest.mark.parametrize("seed, c, kh, kw, sh, sw", [(0, 3, 3, 3, 1, 1), (1, 5, 2, 3, 2, 1), (2, 1, 1, 1, 1, 2)])
+def test_direct_conv_kernels_match_im2col(seed: int, c: int, kh: int, kw: int, sh: int, sw: int) -> None:
+    """The compiled direct convolutions (no im2col) against im2col + the dense kernels: the integer conv of
+    multi-bit codes (int16 and int32 accumulators) and the packed XNOR conv with fused thresholds."""
+    from host import xnor_numba as kern
+    from host.xnor_bitplane import bitplane_dot_numpy
+    from host.xnor_bits import pack_planes
+
+    rng = np.random.default_rng(seed)
+    n, h, w, m = 2, 7, 8, 70
+    codes = rng.integers(0, 256, size=(n, h, w, c), dtype=np.uint8)
+    k = kh * kw * c
+    w_int = rng.choice(np.array([-1, 1], dtype=np.int8), size=(m, k))
+    rows = im2col(codes, (kh, kw), (sh, sw))
+    oh, ow = rows.shape[1:3]
+    w_words = pack_bits(w_int > 0)
+    want = bitplane_dot_numpy(pack_planes(rows.reshape(-1, k), 8), w_words, k, -128).reshape(n, oh, ow, m)
+    w16 = kern.int_weights(w_int, 8, -128)
+    assert w16.dtype == np.int16 and kern.int_weights(np.ones((1, 300), np.int8), 8, -128).dtype == np.int32
+    for wk in (w16, np.ascontiguousarray(w_int.T, dtype=np.int32)):
+        np.testing.assert_array_equal(kern.int_conv(codes, wk, (kh, kw), (sh, sw), -128), want)
+        thr = rng.integers(-200, 200, size=m).astype(np.int32)
+        np.testing.assert_array_equal(kern.int_conv(codes, wk, (kh, kw), (sh, sw), -128, thr),
+                                      pack_bits((want >= thr).reshape(-1, m)).reshape(n, oh, ow, -1))
+    # packed XNOR conv: 128 channels = 2 words per pixel
+    bits = rng.integers(0, 2, size=(n, h, w, 128), dtype=np.uint8)
+    words = pack_bits(bits.reshape(-1, 128)).reshape(n, h, w, 2)
+    kb = kh * kw * 128
+    wb = pack_bits(rng.integers(0, 2, size=(m, kb), dtype=np.uint8))
+    thr = rng.integers(kb // 2 - 20, kb // 2 + 20, size=m).astype(np.int32)
+    packed_rows = im2col(words, (kh, kw), (sh, sw)).reshape(-1, kh * kw * 2)
+    w_t = np.ascontiguousarray(wb.T)
+    want_words = kern.xnor_popcount_threshold_pack(packed_rows, w_t, kb, thr).reshape(n, oh, ow, -1)
+    np.testing.assert_array_equal(kern.xnor_conv_pack(words, w_t, (kh, kw), (sh, sw), kb, thr), want_words)
