@@ -104,6 +104,13 @@ class XnorReference:
         self._w_neg_t = ([None if w is None else np.ascontiguousarray(w.T) for w in self._w_neg]
                          if kernels is not None else None)
         self._bits = [int(layer.act_bits) for layer in layers]
+        # numpy path, multi-bit input and +1/-1 weights (CNV's 8-bit first layer, w1a2): (K, M) float32 weights for one
+        # BLAS matmul of the values, exact because every product and partial sum is an integer below 2**24 in
+        # magnitude (K * max|code + act_bias| < 2**24, checked here); trace() keeps the bit-plane arithmetic
+        self._w_f32 = [np.ascontiguousarray(layer.weights_int().T, dtype=np.float32)
+                       if kernels is None and layer.act_bits > 1 and layer.weight_bits == 1
+                       and layer.in_features * max(abs(layer.act_bias), abs((1 << layer.act_bits) - 1 + layer.act_bias))
+                       < (1 << 24) else None for layer in layers]
         # multi-bit conv layers with +1/-1 weights (CNV's 8-bit first layer) on the compiled backend: a direct integer
         # convolution of the codes, (K, M) int16 / int32 weights; None where the bit-plane path runs
         self._w_int = [kernels.int_weights(layer.weights_int(), layer.act_bits, layer.act_bias)
@@ -236,7 +243,12 @@ class XnorReference:
         if self._w_int[i] is not None and kind == "codes":
             return self._int_conv(i, a)
         if not self._packed_route[i]:
-            return self._acc_from_codes(i, a if kind == "codes" else self._to_codes(i, a))
+            codes = a if kind == "codes" else self._to_codes(i, a)
+            if self._w_f32[i] is not None:  # numpy path, multi-bit input: one exact float32 matmul (BLAS)
+                layer = self.model.layers[i]
+                rows = self._rows(i, codes).astype(np.float32) + np.float32(layer.act_bias)
+                return self._shape_out(i, (rows @ self._w_f32[i]).astype(np.int32), len(codes))
+            return self._acc_from_codes(i, codes)
         rows = self._rows(i, a if kind == "words" else self._to_words(a))
         return self._shape_out(i, self._dense(i, rows), len(a))
 
@@ -362,5 +374,9 @@ class XnorReference:
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Top-1 class per image, int64 (N,); ties go to the lowest index (np.argmax)."""
+        net = self._net
+        if (net is not None and type(x) is np.ndarray and x.dtype == np.uint8 and x.ndim == 2  # noqa: E721
+                and x.shape[1] == self.in_features and x.flags.c_contiguous and batch_size >= 1):
+            return net(x)[1]  # the common call, checked in one line: (N, K0) uint8 straight into the compiled net
         logits, labels = self._logits_labels(x, batch_size)
         return labels if labels is not None else np.argmax(logits, axis=1).astype(np.int64)
