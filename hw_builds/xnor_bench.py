@@ -1,4 +1,9 @@
-"""Speed of the XNOR-popcount reference against the same +1/-1 network in PyTorch fp32, in one run.
+"""Speed of the XNOR-popcount reference against the same +1/-1 network in PyTorch fp32 and in Larq Compute Engine.
+
+LCE runs in the Larq world (larq_models/bench_lce.py, its own environment): :func:`write_bench_net` gives it
+each network as a file with bnnflow's logits on check images, and :func:`bench_xnor` joins the rows it wrote
+(``lce_json``), refusing rows of another network (model_sha256). Every row also gets its binary GMAC/s as a
+fraction of this core's ceiling (:func:`binary_mac_ceiling`: popcount width x issue rate x clock).
 
 Both sides compute the same network (random +1/-1 weights and thresholds, TFC/LFC widths or the
 CNV conv net): the reference on packed bits, PyTorch as float32 matmuls / conv2d of +1/-1 tensors
