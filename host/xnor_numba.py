@@ -279,3 +279,115 @@ class MlpNet:
     def __call__(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K0) uint8 C-contiguous pixels -> (logits float32 (N, M_last), labels int64 (N,))."""
         return _mlp_run(px, self.meta, self.blob)
+
+
+@njit(cache=True, nogil=True)
+def _int_conv(codes, w, kh, kw, sh, sw, act_bias, thr, pack, acc, acc_out, words_out):
+    """Direct integer convolution of multi-bit codes with +1/-1 weights (no im2col, no bit planes).
+
+    codes (N, H, W, C) uint8 NHWC, value = code + act_bias; w (K, M) int32 +1/-1 with rows k = (kh*KW + kw)*C + c
+    (FINN's window order); ``pack``: out bit = (acc >= thr[j]) packed 64 a word into words_out (N, OH, OW, ceil(M/64)),
+    else acc_out (N, OH, OW, M) int32. ``acc`` (M,) scratch of w's dtype: int16 where |acc| <= K * max|value|
+    fits (16 lanes a vector instead of 8; the products wrap nowhere), else int32.
+    """
+    n, h, wd, c = codes.shape
+    m = w.shape[1]
+    oh = (h - kh) // sh + 1
+    ow = (wd - kw) // sw + 1
+    for i in range(n):
+        for y in range(oh):
+            for x in range(ow):
+                for j in range(m):
+                    acc[j] = 0
+                for a in range(kh):
+                    for b in range(kw):
+                        base = (a * kw + b) * c
+                        for ch in range(c):
+                            v = np.int32(codes[i, y * sh + a, x * sw + b, ch]) + act_bias  # in [-2**15, 2**15)
+                            for j in range(m):  # contiguous in j: vector multiply-add over the output channels
+                                acc[j] += v * w[base + ch, j]
+                if pack:
+                    for q in range((m + 63) // 64):
+                        word = np.uint64(0)
+                        for bit in range(min(64, m - q * 64)):
+                            j = q * 64 + bit
+                            if acc[j] >= thr[j]:
+                                word |= np.uint64(1) << np.uint64(bit)
+                        words_out[i, y, x, q] = word
+                else:
+                    for j in range(m):
+                        acc_out[i, y, x, j] = acc[j]
+
+
+def int_conv(codes: np.ndarray, w_km: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], act_bias: int,
+             thr: np.ndarray | None = None) -> np.ndarray:
+    """Conv of (N, H, W, C) uint8 codes (value code + act_bias) with (K, M) +1/-1 weights (int16 or int32: the
+    accumulator's type, see :func:`int_weights`).
+
+    Returns the accumulators int32 (N, OH, OW, M), or with ``thr`` ((M,) int32) the packed output bits
+    (N, OH, OW, ceil(M/64)) uint64, bit = (acc >= thr). The same integers as the bit-plane path (tested).
+    """
+    n, h, wd, _ = codes.shape
+    m = w_km.shape[1]
+    oh, ow = (h - kernel[0]) // stride[0] + 1, (wd - kernel[1]) // stride[1] + 1
+    pack = thr is not None
+    acc = np.empty((n, oh, ow, m) if not pack else (0, 0, 0, 0), dtype=np.int32)
+    words = np.empty((n, oh, ow, (m + 63) // 64) if pack else (0, 0, 0, 0), dtype=np.uint64)
+    _int_conv(np.ascontiguousarray(codes), w_km, kernel[0], kernel[1], stride[0], stride[1], np.int32(act_bias),
+              thr if pack else np.zeros(1, np.int32), pack, np.empty(m, w_km.dtype), acc, words)
+    return words if pack else acc
+
+
+@njit(cache=True, nogil=True)
+def _xnor_conv_pack(words, w_t, kh, kw, sh, sw, k, thr, out):
+    """XNOR conv straight from packed pixels (no im2col copy), fused threshold + pack.
+
+    words (N, H, W, WC) uint64, a pixel's channels packed (WC whole words); w_t (KH*KW*WC, M) uint64 transposed
+    weights, row (kh*KW + kw)*WC + q (FINN's window order, as the packed im2col row); thr (M,) int32 on the
+    popcount acc = k - mismatches; out (N, OH, OW, ceil(M/64)) uint64.
+    """
+    n, h, wd, wc = words.shape
+    m = w_t.shape[1]
+    oh = (h - kh) // sh + 1
+    ow = (wd - kw) // sw + 1
+    acc = np.empty(m, np.uint64)
+    for i in range(n):
+        for y in range(oh):
+            for x in range(ow):
+                for j in range(m):
+                    acc[j] = 0
+                for a in range(kh):
+                    for b in range(kw):
+                        base = (a * kw + b) * wc
+                        for q in range(wc):
+                            xq = words[i, y * sh + a, x * sw + b, q]
+                            for j in range(m):  # contiguous in j, as in _popcount_row
+                                acc[j] += _ctpop64(xq ^ w_t[base + q, j])
+                for q in range((m + 63) // 64):
+                    word = np.uint64(0)
+                    for bit in range(min(64, m - q * 64)):
+                        j = q * 64 + bit
+                        if k - np.int32(acc[j]) >= thr[j]:
+                            word |= np.uint64(1) << np.uint64(bit)
+                    out[i, y, x, q] = word
+
+
+def xnor_conv_pack(words: np.ndarray, w_t: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], k: int,
+                   thr: np.ndarray) -> np.ndarray:
+    """Binary conv of packed pixels (N, H, W, WC) with transposed weights (KH*KW*WC, M), bit = (acc >= thr):
+    packed output pixels (N, OH, OW, ceil(M/64)) uint64. The same words as im2col + xnor_popcount_threshold_pack."""
+    n, h, wd, _ = words.shape
+    m = w_t.shape[1]
+    oh, ow = (h - kernel[0]) // stride[0] + 1, (wd - kernel[1]) // stride[1] + 1
+    out = np.empty((n, oh, ow, (m + 63) // 64), dtype=np.uint64)
+    _xnor_conv_pack(np.ascontiguousarray(words), w_t, kernel[0], kernel[1], stride[0], stride[1], np.int32(k), thr, out)
+    return out
+
+
+def int_weights(w_int: np.ndarray, act_bits: int, act_bias: int) -> np.ndarray:
+    """(M, K) +1/-1 weights -> (K, M) for :func:`int_conv`: int16 where every accumulator fits in int16
+    (K * max|code + act_bias| < 2**15; CNV's first layer: 27 * 128), else int32."""
+    k = w_int.shape[1]
+    top = max(abs(act_bias), abs((1 << act_bits) - 1 + act_bias))
+    dtype = np.int16 if k * top < (1 << 15) else np.int32
+    return np.ascontiguousarray(w_int.T, dtype=dtype)

@@ -77,6 +77,13 @@ def test_missing_larq_interpreter_is_named(tmp_path: Path) -> None:
 
 
 def test_brevitas_only_config_needs_no_larq_environment(tmp_path: Path) -> None:
+    """Without Larq models and without LCE in the XNOR benchmark (xnor.bench_lce), no Larq interpreter is needed;
+    with LCE on (the default) a missing one is refused at parse time, naming it and the way out."""
     config = config_with(python=str(tmp_path / "no-venv" / "bin" / "python"))
+    config["xnor"]["bench_lce"] = False
     run = dry_run(tmp_path, config)
     assert run.returncode == 0, run.stdout + run.stderr
+    config["xnor"]["bench_lce"] = True
+    run = dry_run(tmp_path, config)
+    assert run.returncode != 0
+    assert "no-venv/bin/python: the Larq environment's interpreter is missing; xnor.bench_lce" in run.stdout + run.stderr
