@@ -377,6 +377,6 @@ class XnorReference:
         net = self._net
         if (net is not None and type(x) is np.ndarray and x.dtype == np.uint8 and x.ndim == 2  # noqa: E721
                 and x.shape[1] == self.in_features and x.flags.c_contiguous and batch_size >= 1):
-            return net(x)[1]  # the common call, checked in one line: (N, K0) uint8 straight into the compiled net
+            return net.labels(x)  # the common call, checked in one line: (N, K0) uint8 straight into the compiled net
         logits, labels = self._logits_labels(x, batch_size)
         return labels if labels is not None else np.argmax(logits, axis=1).astype(np.int64)

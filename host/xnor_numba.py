@@ -247,6 +247,12 @@ def _mlp_run(x, meta, blob):
     return logits, labels
 
 
+@njit(cache=True, nogil=True)
+def _mlp_labels(x, meta, blob):
+    """:func:`_mlp_run`'s top-1 only (int64 (N,)): one array to hand back to Python instead of two."""
+    return _mlp_run(x, meta, blob)[1]
+
+
 class MlpNet:
     """A w1a1 MLP as one compiled call: the arrays of :func:`_mlp_forward`, laid out once when it is built
     (one 8-byte-aligned byte blob and an int64 ``meta`` index, see :func:`_mlp_run`).
@@ -279,6 +285,10 @@ class MlpNet:
     def __call__(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K0) uint8 C-contiguous pixels -> (logits float32 (N, M_last), labels int64 (N,))."""
         return _mlp_run(px, self.meta, self.blob)
+
+    def labels(self, px: np.ndarray) -> np.ndarray:
+        """(N, K0) uint8 C-contiguous pixels -> top-1 int64 (N,) (the logits stay inside the compiled call)."""
+        return _mlp_labels(px, self.meta, self.blob)
 
 
 @njit(cache=True, nogil=True)
