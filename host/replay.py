@@ -22,6 +22,7 @@ from host.accelerator import BackendUnavailable, LatencyEstimate
 from host.atomic import atomic_path
 from host.package import MANIFEST, Package, sha256_file
 from host.packing import DriverSettings
+from host.refusal import InputFileError, read_npz
 
 FORMAT = "bnnflow-replay-v1"
 
@@ -83,10 +84,9 @@ class ReplayAccelerator:
         if not path.is_file():
             raise BackendUnavailable(f"{path}: no such replay recording (make one with host.replay.record_replay)")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                recording = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as err:
-            raise BackendUnavailable(f"{path}: not a readable replay recording ({err})") from err
+            recording = read_npz(path, "replay recording")
+        except InputFileError as err:
+            raise BackendUnavailable(str(err)) from err
         missing = {"format", "package_manifest_sha256", "recorded_on", "backend", "inputs", "outputs", "estimate"}
         missing -= set(recording)
         if missing or str(recording["format"]) != FORMAT:

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from host.refusal import InputFileError, read_npz
+
 
 class LarqProofError(RuntimeError):
     """The proof's inputs are missing or inconsistent (refused: exit 2)."""
@@ -36,16 +38,10 @@ class LarqMismatchError(LarqProofError):
 
 
 def _load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise LarqProofError(f"{path}: missing; run the Larq export (larq_models export) first")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise LarqProofError(f"{path}: arrays {missing} missing")
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise LarqProofError(f"{path}: not a readable .npz ({err})") from err
+    try:  # host.refusal's .npz reader: a missing, truncated or incomplete file is one line naming it
+        return read_npz(path, "Larq export file", keys, hint="run the Larq export (larq_models export) first")
+    except InputFileError as err:
+        raise LarqProofError(str(err)) from err
 
 
 def compare(larq: np.ndarray, qonnx: np.ndarray, atol: float) -> dict[str, Any]:
@@ -114,8 +110,8 @@ def prove_larq_export(larq_dir: str | Path, dataset_npz: str | Path, out_dir: st
         raise LarqProofError(f"{onnx_path}: missing; run the Larq export (larq_models export) first")
     test = _load_npz(larq_dir / "test_logits.npz", ("y_true", "logits"))
     golden = _load_npz(larq_dir / "golden.npz", ("x", "labels", "logits", "indices"))
-    with np.load(dataset_npz) as data:
-        x_test, y_test = data["x_test"], data["y_test"]
+    data = _load_npz(Path(dataset_npz), ("x_test", "y_test"))
+    x_test, y_test = data["x_test"], data["y_test"]
     if test_subset is not None:
         x_test, y_test = x_test[:test_subset], y_test[:test_subset]
     if not np.array_equal(test["y_true"], y_test.astype(np.int64)):

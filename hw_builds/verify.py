@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hw_builds.execute import execute_model
-from host.refusal import RefusedInput
+from host.refusal import InputFileError, RefusedInput, read_npz
 
 LOGIT_ATOL = 1e-3  # float32 rounding between torch and onnxruntime, on logits of size ~10..100
 AFFINE_RTOL = 1e-4  # residual of the per-class affine fit, relative to the logit range
@@ -64,18 +64,14 @@ class Golden:
 def load_golden(path: str | Path) -> Golden:
     """Read golden.npz and check its contract (see the export stage); errors name file and array."""
     path = Path(path)
-    if not path.is_file():
-        raise GoldenFileError(f"{path}: golden file not found (made by the export stage)")
     try:
-        data = np.load(path)
-        missing = [k for k in ("x", "logits", "labels", "indices") if k not in data.files]
-        if missing:
-            raise GoldenFileError(f"{path}: missing array {missing[0]!r} (needs x, logits, labels, indices)")
-        arrays = {k: data[k] for k in ("x", "logits", "labels", "indices")}
-    except GoldenFileError:
-        raise
-    except Exception as exc:
-        raise GoldenFileError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+        data = read_npz(path, "golden file", hint="made by the export stage")  # host.refusal: the one .npz reader
+    except InputFileError as exc:
+        raise GoldenFileError(str(exc)) from exc
+    missing = [k for k in ("x", "logits", "labels", "indices") if k not in data]
+    if missing:
+        raise GoldenFileError(f"{path}: missing array {missing[0]!r} (needs x, logits, labels, indices)")
+    arrays = {k: data[k] for k in ("x", "logits", "labels", "indices")}
     x, logits = arrays["x"], arrays["logits"]
     if x.dtype != np.uint8 or x.ndim != 4:
         raise GoldenFileError(f"{path}: 'x' must be uint8 (N, C, H, W), got {x.dtype} {x.shape}")

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from host.atomic import write_json_atomic
+from host.refusal import read_npz
 from host.xnor import XnorReference
 from hw_builds.float_ties import brevitas_float_ties, exact_network_of, tie_summary
 
@@ -278,11 +279,8 @@ def load_framework_logits(path: str | Path, labels: np.ndarray) -> np.ndarray:
     Its ``y_true`` must be the verified images' labels, else the export ran on another data set or subset.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            logits, y_true = npz["logits"].astype(np.float32), npz["y_true"]
-    except (OSError, KeyError, ValueError) as err:
-        raise XnorVerificationError(f"{path}: not a readable test_logits.npz ({err})") from err
+    npz = read_npz(path, "test_logits.npz", ("logits", "y_true"))  # host.refusal: InputFileError names the file
+    logits, y_true = npz["logits"].astype(np.float32), npz["y_true"]
     if not np.array_equal(y_true, labels):
         raise XnorVerificationError(f"{path}: its {len(y_true)} labels are not the {len(labels)} verified test labels")
     return logits
