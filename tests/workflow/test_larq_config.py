@@ -72,8 +72,20 @@ def test_missing_larq_interpreter_is_named(tmp_path: Path) -> None:
     config = config_with(python=str(tmp_path / "no-venv" / "bin" / "python"))
     config.update(models=["tfc_w1a1_larq"])
     run = dry_run(tmp_path, config)
-    assert run.returncode != 0
-    assert "the Larq environment's interpreter is missing" in run.stdout + run.stderr and "make larq-env" in run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert lines[-1].startswith("config: refused: larq.python: ") and "Traceback" not in run.stderr
+    assert "the Larq environment's interpreter is missing" in lines[-1] and "make larq-env" in lines[-1]
+
+
+def test_missing_larq_model_file_is_refused(tmp_path: Path) -> None:
+    """A larq.model_files entry that does not exist is refused at parse time, not replaced by training."""
+    config = config_with(python=sys.executable, model_files={"lfc_w1a1_larq": "/nonexist.h5"})
+    config.update(models=["lfc_w1a1_larq"])
+    run = dry_run(tmp_path, config)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.strip().splitlines()[-1] == "config: refused: larq.model_files.lfc_w1a1_larq: /nonexist.h5 not found"
+    assert "train_larq" not in run.stdout
 
 
 def test_brevitas_only_config_needs_no_larq_environment(tmp_path: Path) -> None:
@@ -85,5 +97,7 @@ def test_brevitas_only_config_needs_no_larq_environment(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     config["xnor"]["bench_lce"] = True
     run = dry_run(tmp_path, config)
-    assert run.returncode != 0
-    assert "no-venv/bin/python: the Larq environment's interpreter is missing; xnor.bench_lce" in run.stdout + run.stderr
+    assert run.returncode == 2, run.stdout + run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("config: refused: xnor.bench_lce: ") and "Traceback" not in run.stderr
+    assert "no-venv/bin/python: the Larq environment's interpreter is missing; xnor.bench_lce" in last

@@ -7,16 +7,24 @@ import json
 import os
 import re
 import shutil
+import sys
 
-from snakemake.exceptions import WorkflowError
 
 LARQ_PYTHON = config["larq"]["python"] or os.path.join(workflow.basedir, ".venv-larq", "bin", "python")
 LARQ_FILES = config["larq"]["model_files"]
 # Larq models taken from a user's file instead of trained (the empty alternative matches nothing).
 LARQ_IMPORTED_RE = "|".join(re.escape(m) for m in LARQ_FILES) or r"(?!x)x"
 if any(is_larq(m) for m in config["models"]) and not shutil.which(LARQ_PYTHON):
-    raise WorkflowError(f"{LARQ_PYTHON}: the Larq environment's interpreter is missing; Larq models in `models:` "
-                        "need it: run `make larq-env` (or set larq.python)")
+    # refused environment: one line, exit 2, as refuse_invalid_config
+    print(f"config: refused: larq.python: {LARQ_PYTHON}: the Larq environment's interpreter is missing; Larq models "
+          "in `models:` need it: run `make larq-env` (or set larq.python)", file=sys.stderr)
+    sys.exit(2)
+# A user's model file that is not there would otherwise leave import_larq without input and train_larq
+# silently taking its place: refused at parse time (paths relative to the working directory, as rule inputs).
+for _model, _file in LARQ_FILES.items():
+    if not os.path.isfile(_file):
+        print(f"config: refused: larq.model_files.{_model}: {_file} not found", file=sys.stderr)
+        sys.exit(2)
 
 
 # A model listed in larq.model_files is imported, not trained (import_larq matches only those names).

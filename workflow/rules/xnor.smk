@@ -57,10 +57,13 @@ rule verify_xnor:
 # The XNOR benchmark's peer, Larq Compute Engine (xnor.bench_lce): the same random networks go to the Larq world as
 # files (results/bench/nets/{family}.npz, with bnnflow's logits on check images), LCE is timed there in .venv-larq
 # (larq_models/bench_lce.py: converted, logits checked equal, every kernel setting), and bench_xnor joins its rows.
-# (shutil, WorkflowError and LARQ_PYTHON come from larq.smk, included before this file.)
+# (shutil, sys and LARQ_PYTHON come from larq.smk, included before this file.)
 if config["xnor"]["bench_lce"] and not shutil.which(LARQ_PYTHON):
-    raise WorkflowError(f"{LARQ_PYTHON}: the Larq environment's interpreter is missing; xnor.bench_lce times Larq "
-                        "Compute Engine there: run `make larq-env` (or set larq.python, or xnor.bench_lce: false)")
+    # refused environment: one line, exit 2, as refuse_invalid_config
+    print(f"config: refused: xnor.bench_lce: {LARQ_PYTHON}: the Larq environment's interpreter is missing; xnor.bench_lce "
+          "times Larq Compute Engine there: run `make larq-env` (or set larq.python, or xnor.bench_lce: false)",
+          file=sys.stderr)
+    sys.exit(2)
 
 
 rule bench_net:
