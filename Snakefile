@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 # a config that violates the schema stops here: one line naming the key, exit status 2
 refuse_invalid_config("workflow/schemas/config.schema.yaml")
 refuse_dse_convolutions()
+check_models_config()  # user topologies, data sets and imports FINN or the XNOR reference cannot take
 
 
 include: "workflow/rules/data.smk"

@@ -15,7 +15,7 @@ import torch
 
 from host.atomic import atomic_path
 from host.refusal import MissingFileError, RefusedInput
-from models.topologies import BNN, build_model
+from models.topologies import BNN, NUM_CLASSES, build_model
 
 CHECKPOINT_FORMAT = "bnnflow-checkpoint-v1"
 
@@ -29,8 +29,14 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_checkpoint(model: BNN, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the trained model (name + state dict) atomically; ``load_checkpoint`` rebuilds it."""
+    """Write the trained model (name + state dict) atomically; ``load_checkpoint`` rebuilds it.
+
+    A config-declared topology or a class count other than 10 is stored too (``topology``, ``num_classes``),
+    so the checkpoint rebuilds without the config.
+    """
     payload = {"format": CHECKPOINT_FORMAT, "model_name": model.spec.name, "state_dict": model.state_dict()}
+    if model.entry is not None or model.spec.num_classes != NUM_CLASSES:
+        payload.update(topology=model.entry, num_classes=model.spec.num_classes)
     payload.update(extra or {})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: torch.save would embed the random temp name
         torch.save(payload, f)
@@ -48,7 +54,8 @@ def load_checkpoint(path: str | Path) -> BNN:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a bnnflow checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     try:
-        model = build_model(payload["model_name"])
+        model = build_model(payload["model_name"], entry=payload.get("topology"),
+                            num_classes=int(payload.get("num_classes", NUM_CLASSES)))
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"{path}: names no model bnnflow builds ({err})") from err
     try:

@@ -6,8 +6,12 @@
   the published ones, before anything is written.
 - Fashion-MNIST: the four original IDX files (Debian's ``dataset-fashion-mnist`` or user-supplied).
 - CIFAR-10: the standard python batches, user-supplied (no registry ships them).
+- A user's data set (config ``data.user_datasets``): one ``.npz`` with ``x_train``, ``y_train``, ``x_test``,
+  ``y_test`` (uint8 images in the declared layout NHW, NHWC or NCHW; integer labels 0..classes-1) and
+  optionally ``class_names``; checked by :func:`read_user_npz`.
 
-Every set is written as one ``.npz`` of uint8 arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+Every set is written as one ``.npz`` of uint8 arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``
+(images (N, H, W) or (N, H, W, C)), plus ``class_names`` (str, (classes,)) where the source has them.
 """
 
 from __future__ import annotations
@@ -176,6 +180,88 @@ def read_cifar10_batches(folder: str | Path | None) -> dict[str, np.ndarray]:
         "x_test": x_test,
         "y_test": y_test,
     }
+
+
+USER_LAYOUTS = ("NHW", "NHWC", "NCHW")
+
+
+def read_user_npz(path: str | Path, layout: str, image_shape: list[int] | tuple[int, ...],
+                  classes: int) -> dict[str, np.ndarray]:
+    """Read and check a user's data set ``.npz``; return it in the prepared form (NHW or NHWC uint8 images).
+
+    ``layout``: the images' axis order (one of USER_LAYOUTS); ``image_shape``: one image's shape in that
+    layout (without N; (H, W) for NHW, C 1 or 3 otherwise); ``classes``: labels must lie in 0..classes-1.
+    Raises DataError naming the file and the array: missing file or array, not an npz, images not uint8
+    or of another shape, labels not integer, not 1-D, not one per image or out of range, an empty split,
+    ``class_names`` not ``classes`` strings.
+    """
+    path = Path(path)
+    if layout not in USER_LAYOUTS:
+        raise DataError(f"{path}: layout {layout!r} is not one of {', '.join(USER_LAYOUTS)}")
+    shape = tuple(int(d) for d in image_shape)
+    if len(shape) != len(layout) - 1:
+        raise DataError(f"{path}: image_shape {list(shape)} does not have the {len(layout) - 1} axes of layout {layout}")
+    channels = {"NHW": 1, "NHWC": shape[-1], "NCHW": shape[0]}[layout]
+    if channels not in (1, 3):
+        raise DataError(f"{path}: image_shape {list(shape)} ({layout}) has {channels} channels; 1 or 3 are supported")
+    if not path.is_file():
+        raise DataError(f"{path}: user data set not found (data.user_datasets declares it)")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - zipfile, pickle refusal and OSError all mean the same here
+        raise DataError(f"{path}: not a readable .npz ({type(err).__name__}: {err})") from err
+    with npz:
+        missing = [key for key in ARRAY_KEYS if key not in npz.files]
+        if missing:
+            raise DataError(f"{path}: missing array(s) {', '.join(missing)} (expected {', '.join(ARRAY_KEYS)})")
+        try:
+            arrays = {key: npz[key] for key in (*ARRAY_KEYS, *(["class_names"] if "class_names" in npz.files else []))}
+        except Exception as err:  # noqa: BLE001 - a truncated member, or an object array (pickle refused)
+            raise DataError(f"{path}: an array cannot be read ({type(err).__name__}: {err})") from err
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8:
+            raise DataError(f"{path}: x_{split} has dtype {x.dtype}, expected uint8 raw pixels")
+        if x.shape[1:] != shape or x.ndim != len(layout):
+            raise DataError(f"{path}: x_{split} has shape {x.shape}, expected (N, {', '.join(map(str, shape))}) "
+                            f"({layout}, as data.user_datasets declares)")
+        if len(x) == 0:
+            raise DataError(f"{path}: x_{split} is empty (the {split} split has no images)")
+        if y.dtype.kind not in "iu":
+            raise DataError(f"{path}: y_{split} has dtype {y.dtype}, expected integer labels")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{path}: y_{split} has shape {y.shape}, expected ({len(x)},): one label per image of x_{split}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise DataError(f"{path}: y_{split} holds labels {low}..{high}, outside 0..{classes - 1} "
+                            f"(the declared {classes} classes)")
+    out = {key: arrays[key] for key in ARRAY_KEYS}
+    if layout == "NCHW":
+        for key in ("x_train", "x_test"):
+            out[key] = np.ascontiguousarray(out[key].transpose(0, 2, 3, 1))
+    for key in ("y_train", "y_test"):
+        out[key] = out[key].astype(np.uint8)
+    if "class_names" in arrays:
+        names = arrays["class_names"]
+        if names.dtype.kind not in "US" or names.shape != (classes,):
+            raise DataError(f"{path}: class_names has dtype {names.dtype} and shape {names.shape}, expected "
+                            f"{classes} strings")
+        out["class_names"] = names.astype(str)
+    return out
+
+
+def dataset_class_names(path: str | Path) -> list[str] | None:
+    """The ``class_names`` of a prepared data set, None where it has none (the built-in sets)."""
+    with np.load(path) as npz:
+        return [str(n) for n in npz["class_names"]] if "class_names" in npz.files else None
+
+
+def prepare_user_dataset(source: str | Path, output: str | Path, layout: str, image_shape: list[int],
+                         classes: int) -> dict[str, int]:
+    """Check a user's ``.npz`` (read_user_npz) and write the prepared set; nothing is written on a DataError."""
+    arrays = read_user_npz(source, layout, image_shape, classes)
+    write_npz_atomic(output, arrays)
+    return {"train_images": int(len(arrays["x_train"])), "test_images": int(len(arrays["x_test"])), "classes": classes}
 
 
 def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

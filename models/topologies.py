@@ -1,6 +1,8 @@
 """The FINN / BNN-PYNQ topologies as data, and one model class that builds any of them.
 
-A name like ``tfc_w1a2`` says the family (a row of FAMILIES) and the weight / activation bit widths.
+A name like ``tfc_w1a2`` says the family (a row of FAMILIES) and the weight / activation bit widths;
+any other model is a topology entry of the config (``topologies:``, models/topology_spec.py), of the same
+kind as the built-in four.
 The layer pattern is that of brevitas_examples.bnn_pynq (FC.py, CNV.py), which FINN streamlines:
 
     input quant -> [Conv -> BN -> act quant (-> MaxPool)]* -> flatten
@@ -14,8 +16,8 @@ the FINN accelerator (UINT8 input) and the XNOR reference all start from the sam
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
@@ -23,54 +25,63 @@ from torch import nn
 
 from models.quant import ActQuant, Int8InputQuant, WeightQuant
 from models.tensor_norm import TensorNorm
+from models.topology_spec import BUILTIN_FAMILIES, BUILTIN_NAME_RE, builtin_entry, check_topology
 
 NUM_CLASSES = 10
-MODEL_NAME_RE = re.compile(r"^(tfc|sfc|lfc|cnv)_w([12])a([12])$")
+MODEL_NAME_RE = BUILTIN_NAME_RE
 
 
 @dataclass(frozen=True)
 class Topology:
-    """One family of the BNN-PYNQ zoo: input shape, input quantization and layer widths."""
+    """One network shape: input shape, input quantization and layer widths (built from a topology entry)."""
 
     input_shape: tuple[int, int, int]  # (C, H, W) of one raw-pixel input
     in_bit_width: int | None  # None: as many bits as the activations (MLPs, as bnn_pynq); 8: Q1.7 (CNV)
-    conv: tuple[tuple[int, bool], ...]  # (out_channels, 2x2 max-pool after it) per 3x3 conv
-    fc: tuple[int, ...]  # hidden Linear widths; the final Linear to NUM_CLASSES is implied
+    conv: tuple[tuple[int, bool], ...]  # (out_channels, 2x2 max-pool after it) per conv
+    fc: tuple[int, ...]  # hidden Linear widths; the final Linear to the classes is implied
     conv_kernel: int = 3
     bn_eps: float = 1e-5
+    kernels: tuple[int, ...] = ()  # per-conv kernel sizes; empty: conv_kernel for every conv
+
+    def kernel(self, i: int) -> int:
+        """Kernel size of conv layer i."""
+        return self.kernels[i] if self.kernels else self.conv_kernel
 
 
-FAMILIES: dict[str, Topology] = {
-    "tfc": Topology(input_shape=(1, 28, 28), in_bit_width=None, conv=(), fc=(64, 64, 64)),
-    "sfc": Topology(input_shape=(1, 28, 28), in_bit_width=None, conv=(), fc=(256, 256, 256)),
-    "lfc": Topology(input_shape=(1, 28, 28), in_bit_width=None, conv=(), fc=(1024, 1024, 1024)),
-    # 32x32 -> 30 -> 28 -> pool 14 -> 12 -> 10 -> pool 5 -> 3 -> 1: 256 features into the FC part.
-    "cnv": Topology(
-        input_shape=(3, 32, 32),
-        in_bit_width=8,
-        conv=((64, False), (64, True), (128, False), (128, True), (256, False), (256, False)),
-        fc=(512, 512),
-        bn_eps=1e-4,
-    ),
-}
+def topology_from_entry(entry: dict[str, Any]) -> Topology:
+    """A Topology from a topology entry (models.topology_spec: a config ``topologies:`` value or a built-in)."""
+    conv = entry.get("conv", []) if entry["kind"] == "conv" else []
+    return Topology(
+        input_shape=tuple(int(d) for d in entry["input_shape"]),
+        in_bit_width=entry.get("input_bits"),
+        conv=tuple((int(layer["channels"]), bool(layer.get("pool", False))) for layer in conv),
+        fc=tuple(int(w) for w in (entry.get("dense", []) if entry["kind"] == "conv" else entry.get("hidden", []))),
+        bn_eps=float(entry.get("bn_eps", 1e-5)),
+        kernels=tuple(int(layer["kernel"]) for layer in conv),
+    )
+
+
+FAMILIES: dict[str, Topology] = {family: topology_from_entry(entry) for family, entry in BUILTIN_FAMILIES.items()}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model name: ``tfc_w1a2`` -> family tfc, 1-bit weights, 2-bit activations."""
+    """A model: ``tfc_w1a2`` -> family tfc, 1-bit weights, 2-bit activations; or a config topology (``custom``)."""
 
     name: str
     family: str
     weight_bits: int
     act_bits: int
+    custom: Topology | None = None  # a config-declared topology; None: the family's built-in one
+    num_classes: int = NUM_CLASSES  # width of the last Linear (the data set's classes)
 
     @property
     def topology(self) -> Topology:
-        return FAMILIES[self.family]
+        return self.custom if self.custom is not None else FAMILIES[self.family]
 
 
 def parse_model_name(name: str) -> ModelSpec:
-    """Parse and validate a model name; raise ValueError naming the accepted pattern otherwise."""
+    """Parse and validate a built-in model name; raise ValueError naming the accepted pattern otherwise."""
     match = MODEL_NAME_RE.match(name)
     if match is None:
         raise ValueError(
@@ -81,12 +92,29 @@ def parse_model_name(name: str) -> ModelSpec:
     return ModelSpec(name=name, family=family, weight_bits=int(w), act_bits=int(a))
 
 
+def model_spec(name: str, entry: dict[str, Any] | None = None, num_classes: int = NUM_CLASSES) -> ModelSpec:
+    """The spec of model ``name``: built-in by name when ``entry`` is None, else from a topology entry.
+
+    A user entry is checked first (models.topology_spec.check_topology: TopologyError, a ValueError,
+    names the entry and why FINN or the XNOR reference cannot map it). ``num_classes``: the data set's.
+    """
+    if num_classes < 2:
+        raise ValueError(f"model {name!r}: {num_classes} classes; a classifier needs at least 2")
+    if entry is None:
+        return replace(parse_model_name(name), num_classes=num_classes)
+    if builtin_entry(name) is None:
+        check_topology(name, entry)
+    return ModelSpec(name=name, family=str(entry["kind"]), weight_bits=int(entry["weight_bits"]),
+                     act_bits=int(entry["act_bits"]), custom=topology_from_entry(entry), num_classes=num_classes)
+
+
 class BNN(nn.Module):
     """A quantized network built from a Topology; the layer order is what FINN streamlines."""
 
-    def __init__(self, spec: ModelSpec, dropout: float = 0.0) -> None:
+    def __init__(self, spec: ModelSpec, dropout: float = 0.0, entry: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.spec = spec
+        self.entry = entry  # the topology entry it was built from (None: a built-in name), kept in checkpoints
         topo = spec.topology
         channels = topo.input_shape[0]
         if topo.in_bit_width is None:
@@ -99,14 +127,14 @@ class BNN(nn.Module):
         if dropout > 0 and not topo.conv:
             layers.append(nn.Dropout(dropout))
         spatial = topo.input_shape[1]
-        for out_ch, pool in topo.conv:
+        for i, (out_ch, pool) in enumerate(topo.conv):
             layers += [
-                QuantConv2d(channels, out_ch, topo.conv_kernel, bias=False, weight_quant=WeightQuant,
+                QuantConv2d(channels, out_ch, topo.kernel(i), bias=False, weight_quant=WeightQuant,
                             weight_bit_width=spec.weight_bits),
                 nn.BatchNorm2d(out_ch, eps=topo.bn_eps),
                 QuantIdentity(act_quant=ActQuant, bit_width=spec.act_bits),
             ]
-            spatial -= topo.conv_kernel - 1
+            spatial -= topo.kernel(i) - 1
             if pool:
                 layers.append(nn.MaxPool2d(2))
                 spatial //= 2
@@ -126,7 +154,7 @@ class BNN(nn.Module):
                 fc_layers.append(nn.Dropout(dropout))
             in_features = width
         fc_layers += [
-            QuantLinear(in_features, NUM_CLASSES, bias=False, weight_quant=WeightQuant,
+            QuantLinear(in_features, spec.num_classes, bias=False, weight_quant=WeightQuant,
                         weight_bit_width=spec.weight_bits),
             TensorNorm(),
         ]
@@ -136,7 +164,7 @@ class BNN(nn.Module):
                 nn.init.uniform_(module.weight, -1.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw pixels 0..255, float32 (N, C, H, W) -> logits (N, 10)."""
+        """Raw pixels 0..255, float32 (N, C, H, W) -> logits (N, num_classes)."""
         x = x * (2.0 / 255.0) - 1.0  # pixels to [-1, 1]; same as x/255*2-1 for the quantizer
         if not self.spec.topology.conv:
             x = x.reshape(x.shape[0], -1)  # (N, C*H*W) for the MLPs
@@ -157,6 +185,8 @@ class BNN(nn.Module):
         return [m for m in self.modules() if isinstance(m, (QuantLinear, QuantConv2d))]
 
 
-def build_model(name: str, dropout: float = 0.0) -> BNN:
-    """Build an untrained model by name (``tfc_w1a1``, ``cnv_w2a2``, ...) in training mode."""
-    return BNN(parse_model_name(name), dropout=dropout)
+def build_model(name: str, dropout: float = 0.0, entry: dict[str, Any] | None = None,
+                num_classes: int = NUM_CLASSES) -> BNN:
+    """Build an untrained model in training mode: by name (``tfc_w1a1``, ``cnv_w2a2``, ...), or from a
+    topology entry (a config ``topologies:`` value; see model_spec for the errors raised)."""
+    return BNN(model_spec(name, entry, num_classes), dropout=dropout, entry=entry)

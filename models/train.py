@@ -35,8 +35,8 @@ from models.checkpoint import (
 )
 from models.curves import plot_curves, write_history_csv
 from host.refusal import RefusedInput
-from models.datasets import load_npz, model_images
-from models.topologies import build_model, parse_model_name
+from models.datasets import DataError, dataset_class_names, load_npz, model_images
+from models.topologies import NUM_CLASSES, build_model, model_spec
 
 STATE_FORMAT = "bnnflow-train-state-v1"
 
@@ -223,6 +223,8 @@ def train_model(
     test_subset: int | None = None,
     stop_after_epoch: int | None = None,
     progress: bool = True,
+    topology: dict[str, Any] | None = None,
+    num_classes: int = NUM_CLASSES,
 ) -> dict[str, Any] | None:
     """Train ``model_name`` on a prepared data set; write checkpoint, metrics, history, curves, TensorBoard.
 
@@ -230,16 +232,22 @@ def train_model(
     training, state.pt (the per-epoch resume point, removed at the end). An existing state.pt of the
     same recipe is resumed. ``stop_after_epoch`` ends the call after that epoch as a kill would
     (state.pt written, no final outputs) and returns None; tests use it to prove resume == uninterrupted.
+    ``topology``: a config-declared topology entry (models.topology_spec), None for a built-in name;
+    ``num_classes``: the data set's class count (labels outside 0..num_classes-1 raise ValueError).
     Returns the metrics dict.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.for_model(dict(config), model_name)
-    spec = parse_model_name(model_name)
+    spec = model_spec(model_name, topology, num_classes)
     data_path, out_dir = Path(dataset_npz), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
 
     arrays = load_npz(data_path, train_subset=train_subset, test_subset=test_subset)
+    for key in ("y_train", "y_test"):
+        if arrays[key].size and int(arrays[key].max()) >= num_classes:
+            raise DataError(f"{data_path}: {key} holds label {int(arrays[key].max())}, outside the model's "
+                            f"{num_classes} classes 0..{num_classes - 1}")
     splits = make_splits(arrays, spec.topology.input_shape, cfg.val_size, cfg.seed, data_path)
     batches = batch_bounds(len(splits.x_train), cfg.batch_size)
     steps_per_epoch = len(batches)
@@ -247,9 +255,11 @@ def train_model(
     loss_fn = LOSSES[cfg.loss]
 
     torch.manual_seed(cfg.seed)
-    model = build_model(model_name, dropout=cfg.dropout)
+    model = build_model(model_name, dropout=cfg.dropout, entry=topology, num_classes=num_classes)
     optimizer = _make_optimizer(model, cfg)
-    digest = _config_digest(model_name, cfg, data_path, (train_subset, test_subset))
+    digest = _config_digest(model_name if topology is None and num_classes == NUM_CLASSES
+                            else json.dumps([model_name, topology, num_classes], sort_keys=True),
+                            cfg, data_path, (train_subset, test_subset))
     state_path = out_dir / "state.pt"
     history: list[dict[str, float]] = []
     best = {"val_accuracy": -1.0, "epoch": 0, "state_dict": None}
@@ -338,6 +348,9 @@ def train_model(
     metrics = {
         "model": model_name,
         "dataset": data_path.stem,
+        "num_classes": num_classes,
+        **({"class_names": class_names} if (class_names := dataset_class_names(data_path)) else {}),
+        **({"topology": topology} if topology is not None else {}),
         "test_accuracy": test_acc,
         "test_loss": test_loss,
         "val_accuracy": best["val_accuracy"],

@@ -87,20 +87,24 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10
 
 
 def confusion_matrix(data: ModelData, path: str | Path) -> Path:
-    """Counts on the test set, coloured by the fraction of each true class (so small classes show too)."""
+    """Counts on the test set, coloured by the fraction of each true class (so small classes show too).
+
+    The classes: training's metrics ``num_classes`` (10 where absent) named by its ``class_names`` (a user's
+    data set) or the built-in set's names."""
     y_true, y_pred = data.predictions["y_true"].astype(np.int64), data.predictions["y_pred"].astype(np.int64)
-    counts = confusion_counts(y_true, y_pred)
+    n = int(data.metrics.get("num_classes", 10))
+    counts = confusion_counts(y_true, y_pred, n)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    names = CLASS_NAMES.get(data.metrics.get("dataset", ""), [str(i) for i in range(10)])
+    names = data.metrics.get("class_names") or CLASS_NAMES.get(data.metrics.get("dataset", ""), [str(i) for i in range(n)])
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(10):
-        for j in range(10):
+    for i in range(n):
+        for j in range(n):
             if counts[i, j]:
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(10), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(10), names, fontsize=8)
+    ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
     ax.set(xlabel="predicted class", ylabel="true class")
     accuracy = 100.0 * float(np.trace(counts)) / counts.sum()
     source = str(data.predictions.get("source", "test-set predictions"))

@@ -44,7 +44,6 @@ def test_every_config_key_has_a_comment() -> None:
         (lambda c: c.update(modles=["tfc_w1a1"]), "modles"),
         (lambda c: c.update(models=["tfc_w3a1"]), "tfc_w3a1"),
         (lambda c: c.update(boards=["Pynq-Z9"]), "Pynq-Z9"),
-        (lambda c: c["data"].update(mlp_dataset="kmnist"), "kmnist"),
         # issue 17 case 6: overrides entries are checked like the train: keys they override
         (lambda c: c["train"]["overrides"].update(tfc_w1a1={"lr": "fast"}), "'fast' is not of type 'number'"),
         (lambda c: c["train"]["overrides"].update(lfc={"epochs": 0}), "0 is less than the minimum of 1"),
@@ -52,6 +51,12 @@ def test_every_config_key_has_a_comment() -> None:
         # issue 17 case 7: batch norm cannot train on a batch of one image
         (lambda c: c["train"].update(batch_size=1), "1 is less than the minimum of 2"),
         (lambda c: c["train"]["overrides"].update(cnv_w1a1={"batch_size": 1}), "1 is less than the minimum of 2"),
+        (lambda c: c["data"].update(mlp_dataset="K-MNIST"), "K-MNIST"),
+        (lambda c: c.update(topologies={"tfc_w3a3": {}}), "tfc_w3a3"),
+        (lambda c: c.update(topologies={"mine": {"kind": "mlp", "input_shape": [28, 28], "weight_bits": 1,
+                                                 "act_bits": 1}}), "28, 28"),
+        (lambda c: c["data"].update(user_datasets={"mine": {"path": "x.npz", "layout": "HWC", "image_shape": [2, 2],
+                                                            "classes": 5}}), "HWC"),
     ],
 )
 def test_bad_config_is_refused(edit, fragment: str) -> None:

@@ -21,10 +21,35 @@ def refuse_invalid_config(schema: str) -> None:
         sys.exit(2)  # refused input, as every bnnflow stage exits on it
 
 
+from models.topology_spec import TopologyError, resolve_entry
+
+
+def refuse_config(message: str) -> None:
+    """A config the schema accepts but bnnflow cannot build: one line on stderr, exit status 2 (as
+    refuse_invalid_config)."""
+    print(f"config: refused: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def names_re(names) -> str:
+    """An alternation of literal names; a regex that matches nothing when there are none."""
+    return "|".join(re.escape(name) for name in sorted(names)) or r"(?!x)x"
+
+
+# User data sets (data.user_datasets: a user's .npz, prepared by rule prepare_user_dataset) beside the built-in ones.
+BUILTIN_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+USER_DATASETS = config.get("data", {}).get("user_datasets") or {}  # read before the schema check: defensive
+DATASET_CLASSES = {**{name: 10 for name in BUILTIN_DATASETS},
+                   **{name: entry.get("classes", 10) for name, entry in USER_DATASETS.items()}}
+# Topologies as data (config topologies:): Brevitas models trained by the same recipe as the built-in four.
+USER_TOPOLOGIES = config.get("topologies") or {}
+
 # A model name says its family, bit widths and framework: Brevitas by default, Larq with the suffix _larq
-# (binary only: <family>_w1a1_larq; its stages run in the Larq environment, workflow/rules/larq.smk).
-MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12](_larq)?"
-BREVITAS_MODEL_RE = r"(tfc|sfc|lfc|cnv)_w[12]a[12]"
+# (binary only: <family>_w1a1_larq; its stages run in the Larq environment, workflow/rules/larq.smk);
+# or it is a key of topologies: (a Brevitas model of that shape).
+USER_MODEL_RE = names_re(USER_TOPOLOGIES)
+MODEL_RE = rf"(tfc|sfc|lfc|cnv)_w[12]a[12](_larq)?|{USER_MODEL_RE}"
+BREVITAS_MODEL_RE = rf"(tfc|sfc|lfc|cnv)_w[12]a[12]|{USER_MODEL_RE}"
 LARQ_MODEL_RE = r"(tfc|sfc|lfc|cnv)_w1a1_larq"
 BOARD_RE = r"[A-Za-z0-9_-]+"
 
@@ -32,13 +57,18 @@ BOARD_RE = r"[A-Za-z0-9_-]+"
 wildcard_constraints:
     model=MODEL_RE,
     board=BOARD_RE,
-    dataset=r"mnist|fashion_mnist|cifar10",
+    dataset=names_re(DATASET_CLASSES),
 
 
 def dataset_of(model: str) -> str:
-    """The data set a model trains and is validated on: CNV uses cnv_dataset, the MLPs mlp_dataset."""
+    """The data set a model trains and is validated on: a topology's own `dataset`, else CNV and conv
+    topologies use cnv_dataset, the MLPs mlp_dataset."""
+    entry = USER_TOPOLOGIES.get(model, {})
+    if entry.get("dataset"):
+        return entry["dataset"]
     family = model.split("_")[0]
-    return config["data"]["cnv_dataset" if family == "cnv" else "mlp_dataset"]
+    is_conv = family == "cnv" or entry.get("kind") == "conv"
+    return config["data"]["cnv_dataset" if is_conv else "mlp_dataset"]
 
 
 def dataset_npz(wildcards) -> str:
@@ -46,14 +76,65 @@ def dataset_npz(wildcards) -> str:
     return f"resources/{dataset_of(wildcards.model)}.npz"
 
 
+def topology_of(model: str) -> dict | None:
+    """The config-declared topology entry of a model (None for a built-in name)."""
+    return USER_TOPOLOGIES.get(model)
+
+
+def classes_of(model: str) -> int:
+    """The number of classes of the model's data set (10 for the built-in sets, declared for a user's)."""
+    return DATASET_CLASSES[dataset_of(model)]
+
+
+def check_models_config() -> None:
+    """Refuse at config time, with the reason: an unknown data set name, a topology FINN or the XNOR
+    reference cannot map (models/topology_spec.py), a topology whose input the data set cannot feed.
+    Called by the Snakefile after the schema check; a refusal is one line and exit status 2."""
+    from host.inputs import to_model_input
+    import numpy as np
+
+    clash = sorted(set(USER_DATASETS) & set(BUILTIN_DATASETS))
+    if clash:
+        refuse_config(f"data.user_datasets: {clash} would shadow a built-in data set; choose another name")
+    for key in ("mlp_dataset", "cnv_dataset"):
+        if config["data"][key] not in DATASET_CLASSES:
+            refuse_config(f"data.{key}: {config['data'][key]!r} is neither a built-in data set "
+                          f"{list(BUILTIN_DATASETS)} nor declared in data.user_datasets")
+    for model in config["models"]:
+        if is_larq(model):
+            continue
+        dataset = dataset_of(model)
+        if dataset not in DATASET_CLASSES:
+            refuse_config(f"topologies.{model}.dataset: {dataset!r} is neither a built-in data set "
+                          f"{list(BUILTIN_DATASETS)} nor declared in data.user_datasets")
+        try:
+            entry = resolve_entry(model, USER_TOPOLOGIES)
+        except TopologyError as err:
+            refuse_config(f"models: {err}")
+        declared = USER_DATASETS.get(dataset)
+        if declared is None:
+            image = (28, 28) if dataset != "cifar10" else (32, 32, 3)
+        else:
+            image = tuple(declared["image_shape"])
+            if declared["layout"] == "NCHW":
+                image = (*image[1:], image[0])
+        try:
+            to_model_input(np.zeros((1, *image), np.uint8), tuple(entry["input_shape"]))
+        except ValueError as err:
+            refuse_config(f"model {model!r} on data set {dataset!r}: {err}")
+
+
 # The XNOR reference (and so the deployment package and its validation) covers every family (MLPs and CNV)
 # as w1a1, w1a2 and w2a2 (ternary weights); w2a1 has no FINN HW mapping (FINN refuses it) and stops earlier.
-XNOR_MODEL_RE = r"(tfc|sfc|lfc|cnv)_(w1a[12]|w2a2)(_larq)?"
+# Config topologies are all covered: check_models_config refuses the others before anything runs.
+XNOR_MODEL_RE = rf"(tfc|sfc|lfc|cnv)_(w1a[12]|w2a2)(_larq)?|{USER_MODEL_RE}"
 
 
 def is_larq(model: str) -> bool:
     """Whether the model is a Larq model (trained or imported and converted in the Larq environment)."""
     return re.fullmatch(LARQ_MODEL_RE, model) is not None
+
+
 
 
 def cli_value(value) -> str:

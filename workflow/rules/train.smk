@@ -26,5 +26,7 @@ rule train_model:
         recipe=config["train"],  # defaults + overrides; models.train.TrainConfig.for_model picks this model's
         train_subset=config["data"]["train_subset"],
         test_subset=config["data"]["test_subset"],
+        topology=lambda wildcards: topology_of(wildcards.model),  # None for a built-in name
+        num_classes=lambda wildcards: classes_of(wildcards.model),
     script:
         "../scripts/train_model.py"

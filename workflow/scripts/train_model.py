@@ -15,4 +15,6 @@ with exit_on_refusal("train_model"):  # refused input: one line in the log, exit
         config=snakemake.params.recipe,  # noqa: F821
         train_subset=snakemake.params.train_subset,  # noqa: F821
         test_subset=snakemake.params.test_subset,  # noqa: F821
+        topology=snakemake.params.topology,  # noqa: F821
+        num_classes=snakemake.params.num_classes,  # noqa: F821
     )
