@@ -286,6 +286,18 @@ def load_framework_logits(path: str | Path, labels: np.ndarray) -> np.ndarray:
     return logits
 
 
+def framework_of(reference: str | Path) -> str:
+    """The reference path's name: "brevitas" for a checkpoint (.pt), else the test_logits.npz's ``framework``
+    ("import": qonnx's execution of an imported graph) or "larq" where the file names none (larq_models.export)."""
+    if Path(reference).suffix != ".npz":
+        return "brevitas"
+    try:
+        with np.load(reference, allow_pickle=False) as npz:
+            return str(npz["framework"]) if "framework" in npz.files else "larq"
+    except (OSError, ValueError) as err:
+        raise XnorVerificationError(f"{reference}: not a readable test_logits.npz ({err})") from err
+
+
 def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: str | Path, hw_onnx: str | Path,
                 data_npz: str | Path, out_json: str | Path, model_name: str,
                 test_subset: int | None = None, finn_subset: int | None = None,
@@ -312,9 +324,10 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
     n = len(x)
     n_finn = n if finn_subset is None else min(n, finn_subset)
     layers = ref.model.layers
-    framework = "larq" if Path(checkpoint).suffix == ".npz" else "brevitas"
+    framework = framework_of(checkpoint)
     paths = (framework, "finn_streamlined", "finn_hw")
-    if framework == "larq":  # Larq's logits on the test set (larq_models.export): compared by top-1
+    if framework != "brevitas":  # Larq's logits on the test set (larq_models.export), or qonnx's on an imported
+        # graph (hw_builds.model_import): compared by top-1
         larq_logits = load_framework_logits(checkpoint, y)
         mirror = None
     else:
@@ -334,7 +347,7 @@ def verify_xnor(xnor_npz: str | Path, checkpoint: str | Path, streamlined_onnx: 
             xb = x[lo : lo + CHUNK_IMAGES]
             ref_trace = ref.trace(xb)
             traces = {"brevitas": brevitas_trace(brevitas, xb, layers=layers)} if framework == "brevitas" else {
-                "larq": {"logits": larq_logits[lo: lo + CHUNK_IMAGES]}}
+                framework: {"logits": larq_logits[lo: lo + CHUNK_IMAGES]}}
             bar.update(len(xb))
             m = max(0, min(len(xb), n_finn - lo))
             runs = [(name, tracer, xb[:m]) for name, tracer in tracers.items() if m]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MODEL = r"(?P<model>(?:tfc|sfc|lfc|cnv)_w[12]a[12](?:_larq)?)"
+MODEL = r"(?P<model>[a-z][a-z0-9_]*)"  # a built-in, Larq or config-declared model name
 BOARD = r"(?P<board>[A-Za-z0-9_-]+)"
 # kind -> the contract path of the file (matched as the end of the given path).
 PATTERNS: dict[str, str] = {

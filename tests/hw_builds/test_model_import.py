@@ -1,0 +1,148 @@
+"""Imported models (issue 12): a Brevitas network written in the test with Brevitas' stock quantizers, exported by
+Brevitas to QONNX, is imported (qonnx execution == Brevitas' forward on every image); bad imports are refused
+before any long stage with one line naming the file and the node, and nothing is written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from elsewhere_model import (CLASSES, PIXEL_BIAS, PIXEL_SCALE, digits5, export_elsewhere_qonnx, forward_pixels,
+                             train_elsewhere)
+from onnx import TensorProto, helper
+
+from hw_builds.model_import import ImportRefusedError, check_import, import_model
+from models.datasets import load_npz
+
+REPO = Path(__file__).resolve().parents[2]
+DECLARED = {"input_shape": [1, 28, 28], "pixel_scale": PIXEL_SCALE, "pixel_bias": PIXEL_BIAS}
+
+
+@pytest.fixture(scope="module")
+def elsewhere(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The 5-class set (digits 0-4 of the small real MNIST), the trained model and its QONNX file."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    data = digits5(load_npz(small_mnist))
+    npz = folder / "digits5.npz"
+    np.savez(npz, **{k: (v.astype(np.uint8) if k.startswith("y_") else v) for k, v in data.items()})
+    model = train_elsewhere(data)
+    return {"data": data, "npz": npz, "model": model, "onnx": export_elsewhere_qonnx(model, folder / "elsewhere.onnx")}
+
+
+def test_qonnx_import_equals_brevitas_on_every_image(elsewhere: dict, tmp_path: Path) -> None:
+    """Differential: Brevitas' own forward (pixels mapped in torch) against qonnx's execution of the imported
+    graph (the declared mapping put in front of it as Mul / Add nodes), on every test image."""
+    result = import_model(elsewhere["onnx"], elsewhere["npz"], tmp_path / "export", tmp_path / "train", DECLARED,
+                          CLASSES, n_golden=20)
+    assert result["format"] == "qonnx" and result["images"] == len(elsewhere["data"]["x_test"])
+    brevitas = forward_pixels(elsewhere["model"], elsewhere["data"]["x_test"])
+    with np.load(tmp_path / "export" / "test_logits.npz") as npz:
+        assert str(npz["framework"]) == "import"
+        assert np.array_equal(npz["y_pred"], brevitas.argmax(1))
+        assert np.abs(npz["logits"] - brevitas).max() < 1e-4
+    assert result["qonnx_top1_accuracy"] > 0.6  # chance is 0.2
+    with np.load(tmp_path / "export" / "golden.npz") as golden:
+        assert golden["x"].dtype == np.uint8 and golden["x"].shape == (20, 1, 28, 28)
+    graph = onnx.load(str(tmp_path / "export" / "model.onnx")).graph
+    first = next(n for n in graph.node if graph.input[0].name in n.input)  # the model now takes raw pixels
+    second = next(n for n in graph.node if first.output[0] in n.input)
+    assert (first.op_type, second.op_type) == ("Mul", "Add")
+    assert (tmp_path / "train" / "metrics.json").is_file() and (tmp_path / "train" / "history.csv").is_file()
+
+
+def _truncated(path: Path, out: Path) -> Path:
+    out.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    return out
+
+
+def _with_second_input(path: Path, out: Path) -> Path:
+    proto = onnx.load(str(path))
+    proto.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 784]))
+    onnx.save(proto, str(out))
+    return out
+
+
+def _float_conv(out: Path) -> Path:
+    """A QONNX graph whose Conv has float weights (no quantizer on them): binary input, float conv, then a
+    quantized dense head."""
+    import torch
+    from brevitas.export import export_qonnx
+    from brevitas.nn import QuantIdentity, QuantLinear
+    from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+
+    class FloatConv(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q = QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+            self.conv = torch.nn.Conv2d(1, 4, 28, bias=False)
+            self.bn = torch.nn.BatchNorm2d(4)
+            self.act = QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+            self.fc = QuantLinear(4, CLASSES, bias=False,
+                                  weight_quant=SignedBinaryWeightPerTensorConst.let(scaling_const=1.0))
+
+        def forward(self, x):
+            return self.fc(self.act(self.bn(self.conv(self.q(x)))).reshape(x.shape[0], -1))
+
+    export_qonnx(FloatConv().eval(), torch.zeros(1, 1, 28, 28), str(out), dynamo=False)
+    return out
+
+
+BAD = [
+    ("truncated file", lambda src, out: _truncated(src, out),
+     DECLARED, "not a readable ONNX model"),
+    ("two graph inputs", _with_second_input, DECLARED, "a second input ['mask'] has no data to come from"),
+    ("input shape of another data set", lambda src, out: src, {**DECLARED, "input_shape": [1, 32, 32]},
+     "has shape [1, 1, 28, 28], the declared input is [1, 1, 32, 32]"),
+    ("float conv", lambda src, out: _float_conv(out), DECLARED,
+     "node Conv_0 (Conv): weights are not quantized constants"),
+]
+
+
+@pytest.mark.parametrize(("what", "make", "declared", "fragment"), BAD, ids=[b[0] for b in BAD])
+def test_bad_import_is_refused_naming_file_and_node(elsewhere: dict, tmp_path: Path, what: str, make, declared: dict,
+                                                    fragment: str) -> None:
+    bad = make(elsewhere["onnx"], tmp_path / "bad.onnx")
+    out = tmp_path / "results"
+    with pytest.raises(ImportRefusedError) as err:
+        import_model(bad, elsewhere["npz"], out / "export", out / "train", declared, CLASSES)
+    message = str(err.value)
+    assert message.startswith(f"{bad}: ") and fragment in message and "\n" not in message, message
+    assert not out.exists() or not any(out.rglob("*.*"))  # nothing half-written
+
+
+def test_non_classification_output_and_unmappable_scale_are_refused(elsewhere: dict, tmp_path: Path) -> None:
+    with pytest.raises(ImportRefusedError, match=r"has shape \[1, 5\], not \(1, 7\): not a classification output"):
+        check_import(elsewhere["onnx"], [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, classes=7)
+    stock = train_elsewhere(elsewhere["data"], steps=1, weight_scale=0.1)  # Brevitas' stock binary weight scale
+    path = export_elsewhere_qonnx(stock, tmp_path / "stock.onnx")
+    with pytest.raises(ImportRefusedError, match=r"stock\.onnx: node MatMul_0 \(MatMul\) weights: weight scale is not 1"):
+        check_import(path, [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, CLASSES)
+
+
+def test_finn_onnx_is_detected_and_refused_plainly(elsewhere: dict, tmp_path: Path) -> None:
+    """FINN's own QONNX -> FINN-ONNX conversion of the same model: detected, and refused with the reason."""
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    finn = cleanup_model(ModelWrapper(str(elsewhere["onnx"]))).transform(ConvertQONNXtoFINN())
+    path = tmp_path / "finn.onnx"
+    finn.save(str(path))
+    with pytest.raises(ImportRefusedError, match=r"finn\.onnx: FINN-ONNX detected \(node .*MultiThreshold"):
+        check_import(path, [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, CLASSES)
+
+
+def test_cli_exits_2_with_one_line(elsewhere: dict, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    run = subprocess.run([sys.executable, "-m", "hw_builds.model_import", "--model-file", str(bad), "--dataset",
+                          str(elsewhere["npz"]), "--out-dir", str(tmp_path / "export"), "--metrics-dir",
+                          str(tmp_path / "train"), "--declared", '{"input_shape": [1, 28, 28], "pixel_scale": 1, '
+                          '"pixel_bias": 0}', "--classes", "5"], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1].startswith(f"model_import: refused: {bad}: not a readable ONNX model")
+    assert not (tmp_path / "export").exists()

@@ -1,0 +1,90 @@
+"""End-to-end (issue 12): `snakemake all` on the CI config with a user's 5-class data set (digits 0-4 of the prepared
+MNIST, NCHW .npz), two config-declared topologies (an MLP 100-37 and a small conv net) and an imported QONNX model
+(a Brevitas network written in tests/elsewhere_model.py with Brevitas' stock quantizers, exported by Brevitas), each
+through training or import, FINN build, XNOR verification and emulated validation, with 100 % agreement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from elsewhere_model import digits5, export_elsewhere_qonnx, train_elsewhere
+from pipeline_helpers import CI_CONFIG, REPO, fresh_workdir, snakemake_env
+
+pytestmark = pytest.mark.pipeline
+USER_CONFIG = CI_CONFIG.with_name("ci_user.yaml")
+BOARD = "Pynq-Z1"
+TRAINED, IMPORTED = ("mlp_100_37", "conv_tiny"), "elsewhere_qonnx"
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory: pytest.TempPathFactory, full_mnist: Path) -> Path:
+    """The user's files written into a fresh working directory, then `snakemake all` once."""
+    from models.datasets import load_npz
+
+    workdir = fresh_workdir(tmp_path_factory.mktemp("user_pipeline"))
+    (workdir / "user_data").mkdir()
+    data = digits5(load_npz(full_mnist))
+    np.savez(workdir / "user_data" / "digits5.npz", x_train=data["x_train"][:, None], y_train=data["y_train"],
+             x_test=data["x_test"][:, None], y_test=data["y_test"], class_names=data["class_names"])
+    small = {k: v[:3000] for k, v in data.items() if k != "class_names"}
+    export_elsewhere_qonnx(train_elsewhere(small), workdir / "user_data" / "elsewhere.onnx")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(CI_CONFIG), str(USER_CONFIG), "--cores", "2", "all"],
+        capture_output=True, text=True, env=snakemake_env(),
+    )
+    (workdir / "snakemake_stdout.txt").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, f"snakemake all failed:\n{run.stdout[-6000:]}\n{run.stderr[-6000:]}"
+    return workdir
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_config_declares_what_the_test_means() -> None:
+    config = yaml.safe_load(USER_CONFIG.read_text())
+    assert config["models"] == [*TRAINED, IMPORTED]
+    assert config["topologies"]["mlp_100_37"]["hidden"] == [100, 37] and config["data"]["user_datasets"]["digits5"]["classes"] == 5
+
+
+@pytest.mark.parametrize("model", [*TRAINED, IMPORTED])
+def test_model_through_the_pipeline_with_full_agreement(user_run: Path, model: str) -> None:
+    verify = read_json(user_run / "results" / model / "xnor" / "verify.json")
+    n = verify["images"]
+    assert verify["passed"] and n == 300 and verify["top1_all_four_agree"] == {"agree": n, "of": n}
+    assert verify["framework"] == ("import" if model == IMPORTED else "brevitas")
+    assert verify["type_faithful"]["agree"] == n
+    validation = read_json(user_run / "results" / model / BOARD / "validation.json")
+    assert validation["agreement"]["exact"] and validation["agreement"]["differing_images"] == 0
+    assert validation["images"] == n
+    summary = read_json(user_run / "hw_builds" / model / BOARD / "summary.json")
+    assert summary["verified_steps"][-1] == "step_make_zynq_driver" and summary["range_proof"]["all_fit"]
+    metrics = read_json(user_run / "results" / model / "train" / "metrics.json")
+    assert metrics["num_classes"] == 5 and metrics["test_accuracy"] > 0.4  # chance 0.2
+    assert validation["accuracy_pct"] == pytest.approx(100 * verify["accuracy"]["xnor"])
+
+
+def test_import_stage(user_run: Path) -> None:
+    roundtrip = read_json(user_run / "results" / IMPORTED / "export" / "roundtrip.json")
+    assert roundtrip["format"] == "qonnx" and roundtrip["images"] == 300
+    assert roundtrip["batched_execution_equal_to_batch_1"]
+    assert not (user_run / "results" / IMPORTED / "train" / "checkpoint.pt").exists()  # training skipped
+    with np.load(user_run / "resources" / "digits5.npz") as npz:
+        assert npz["x_test"].shape[1:] == (28, 28, 1) and set(np.unique(npz["y_test"])) == set(range(5))
+
+
+def test_report_shows_imported_and_trained_side_by_side(user_run: Path) -> None:
+    frame = pd.read_csv(user_run / "results" / "summary.csv")
+    assert frame["model"].tolist() == [*TRAINED, IMPORTED]
+    assert frame["accuracy_stages_agree"].all() and (frame["dataset"] == "digits5").all()
+    html = (user_run / "results" / "report.html").read_text()
+    assert all(m in html for m in (*TRAINED, IMPORTED))
+    assert not (user_run / "results" / "bench").exists()  # report.benchmarks: [] in this config
