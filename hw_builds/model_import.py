@@ -48,6 +48,10 @@ class ImportRefusedError(ValueError):
 def detect_format(model) -> str:
     """"qonnx" or "finn-onnx" for a qonnx ModelWrapper; ImportRefusedError for a graph with no quantization."""
     ops = {n.op_type for n in model.graph.node}
+    floating = next((n for n in model.graph.node if n.op_type == "FloatQuant"), None)
+    if floating is not None:
+        raise ImportRefusedError(f"node {floating.name} (FloatQuant): a floating-point (minifloat) quantizer; FINN's "
+                                 "integer HW layers and the XNOR reference take integer / bipolar quantizers only")
     if ops & set(FINN_ONNX_OPS) or any(
             model.get_tensor_datatype(t.name).name not in ("FLOAT32",) for t in model.graph.input):
         return "finn-onnx"

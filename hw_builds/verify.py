@@ -95,6 +95,26 @@ def score_tensor(model) -> str | None:
     return None
 
 
+def common_affine(previous: np.ndarray, scores: np.ndarray) -> list[str] | None:
+    """[a, b] (exact fractions as strings) with scores == a * previous + b for every image and class, a > 0;
+    None when no such map exists. One map for all classes keeps every ranking (top-1, ties) of the classes:
+    a step may re-express the integer scores so (FINN's streamlining turns a bipolar dot product I into the
+    popcount (I + K) / 2 when the graph has no output affine), but not change them otherwise (a wrap is no
+    common affine map)."""
+    from fractions import Fraction
+
+    p, s = previous.astype(np.int64).ravel(), scores.astype(np.int64).ravel()
+    if p.shape != s.shape or not len(p):
+        return None
+    j = int(np.argmax(p != p[0])) if np.any(p != p[0]) else None
+    if j is None:  # previous scores all equal: the map is determined only if the new ones are too
+        return None
+    a = Fraction(int(s[j] - s[0]), int(p[j] - p[0]))
+    if a <= 0 or not np.array_equal((s - s[0]) * int(p[j] - p[0]), (p - p[0]) * int(s[j] - s[0])):
+        return None
+    return [str(a), str(Fraction(int(s[0])) - a * int(p[0]))]
+
+
 def affine_residual(scores: np.ndarray, logits: np.ndarray) -> float:
     """Largest residual of fitting logits[:, c] = a_c * scores[:, c] + b_c, relative to the logit range.
 
@@ -185,7 +205,10 @@ def check_step(
             if previous_scores is not None:
                 equal = bool(np.array_equal(previous_scores, integer_scores))
                 record["scores_equal_previous_step"] = equal
-                if not equal:
+                affine = None if equal else common_affine(previous_scores, integer_scores)
+                if affine is not None:  # e.g. streamlining's bipolar dot product I -> popcount (I + K) / 2
+                    record["scores_affine_of_previous_step"] = affine
+                elif not equal:
                     diff = int((previous_scores != integer_scores).any(axis=1).sum())
                     raise VerificationError(f"step {step}: integer class scores changed on {diff}/{n} golden samples")
     return record, integer_scores

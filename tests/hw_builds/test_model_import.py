@@ -146,3 +146,20 @@ def test_cli_exits_2_with_one_line(elsewhere: dict, tmp_path: Path) -> None:
     assert run.returncode == 2, run.stderr[-2000:]
     assert run.stderr.strip().splitlines()[-1].startswith(f"model_import: refused: {bad}: not a readable ONNX model")
     assert not (tmp_path / "export").exists()
+
+
+QONNX_DATA = Path(__import__("qonnx").__file__).parent / "data" / "onnx"
+MADE_ELSEWHERE = [
+    # qonnx's own test models (made by other projects, shipped in the qonnx wheel): each is refused with its reason
+    ("mnist-conv/model.onnx", [1, 28, 28], "no quantizer (QONNX Quant / BipolarQuant) and no FINN-ONNX MultiThreshold"),
+    ("bsd300x3-espcn/subpixel/quant_model.onnx", [3, 128, 128], "not a classification output"),
+    ("floatquant_exec/qonnx_act_weight_fp8.onnx", [1, 28, 28], "(FloatQuant): a floating-point (minifloat) quantizer"),
+]
+
+
+@pytest.mark.parametrize(("name", "shape", "reason"), MADE_ELSEWHERE, ids=[m[0].split("/")[0] for m in MADE_ELSEWHERE])
+def test_models_made_elsewhere_are_tried_and_refused_with_the_reason(name: str, shape: list, reason: str) -> None:
+    path = QONNX_DATA / name
+    with pytest.raises(ImportRefusedError) as err:
+        check_import(path, shape, 1.0, 0.0, classes=10)
+    assert str(err.value).startswith(f"{path}: ") and reason in str(err.value), str(err.value)

@@ -55,3 +55,19 @@ def test_affine_residual():
     shuffled = scores.copy()
     shuffled[0, 0] += 1  # one integer off by one
     assert affine_residual(shuffled, logits) > 1e-4
+
+
+def test_integer_scores_may_change_only_by_one_increasing_affine_map() -> None:
+    """A step may re-express the class scores as a * I + b (one map for all classes, a > 0: streamlining's
+    bipolar I -> popcount (I + K) / 2 for a graph without an output affine, issue 12), nothing else."""
+    from hw_builds.verify import common_affine
+
+    rng = np.random.default_rng(0)
+    i = 2 * rng.integers(0, 38, size=(50, 5)) - 37  # bipolar dot products over K = 37
+    assert common_affine(i, (i + 37) // 2) == ["1/2", "37/2"]
+    assert common_affine(i, i) == ["1", "0"]
+    assert common_affine(i, -i) is None  # reverses the ranking
+    wrapped = (i + 37) // 2
+    wrapped[3, 2] = (wrapped[3, 2] + 16) % 32  # an accumulator wrap on one image
+    assert common_affine(i, (i + 37) // 2 * np.array([1, 1, 2, 1, 1])) is None  # a per-class map
+    assert common_affine(i, wrapped) is None or wrapped[3, 2] == (i[3, 2] + 37) // 2
