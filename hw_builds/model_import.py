@@ -173,11 +173,21 @@ def qonnx_logits(model, x: np.ndarray, desc: str, batch: int = 1) -> np.ndarray:
     return np.concatenate(out, axis=0).astype(np.float32)
 
 
+def _loss_accuracy(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy (nats) and top-1 accuracy of float32 (N, classes) logits against int labels (N,)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1))
+    return float(np.mean(log_z - shifted[np.arange(len(y)), y])), float(np.mean(logits.argmax(1) == y))
+
+
 def import_model(onnx_path: str | Path, dataset_npz: str | Path, out_dir: str | Path, metrics_dir: str | Path,
                  declared: dict[str, Any], classes: int, n_golden: int = 100, seed: int = 0,
-                 test_subset: int | None = None) -> dict[str, Any]:
+                 test_subset: int | None = None, train_subset: int | None = None, val_size: int = 0,
+                 split_seed: int = 0) -> dict[str, Any]:
     """Check and import ``onnx_path``; write ``out_dir``/{model.onnx, golden.npz, roundtrip.json, test_logits.npz}
-    and ``metrics_dir``/{metrics.json, history.csv} (the report's per-model contract, no epochs).
+    and ``metrics_dir``/{metrics.json, history.csv} (the report's per-model contract: one row, epoch 0, the
+    imported model's loss and accuracy on the training split and on the validation split that training would
+    hold out: ``val_size`` images chosen by ``split_seed`` as models.train.make_splits does).
 
     ``declared``: the config entry (input_shape, pixel_scale, pixel_bias). Raises ImportRefusedError (see
     check_import; also when the data set's images cannot feed the declared input). Nothing is written unless
@@ -202,6 +212,10 @@ def import_model(onnx_path: str | Path, dataset_npz: str | Path, out_dir: str | 
         x = to_model_input(data["x_test"], tuple(shape))
     except ValueError as err:
         raise ImportRefusedError(f"{onnx_path}: declared input {shape} and data set {dataset_npz}: {err}") from err
+    try:
+        train = load_npz(dataset_npz, train_subset=train_subset, test_subset=0)
+    except DataError as err:
+        raise ImportRefusedError(str(err)) from err
     y = data["y_test"].astype(np.int64)
     indices = golden_sample(len(x), n_golden, seed)
     # the golden images through the published graph itself (batch 1), every test image through its batched copy;
@@ -212,6 +226,15 @@ def import_model(onnx_path: str | Path, dataset_npz: str | Path, out_dir: str | 
     if not batched_exact:
         logits = qonnx_logits(model, x, f"qonnx {onnx_path.name} (test set, batch 1)")
     accuracy = float(np.mean(logits.argmax(1) == y))
+    train_logits = qonnx_logits(model, to_model_input(train["x_train"], tuple(shape)), f"qonnx {onnx_path.name} (train)",
+                                batch=EXEC_BATCH)
+    y_train = train["y_train"].astype(np.int64)
+    order = np.random.default_rng(split_seed).permutation(len(y_train))
+    val_idx, train_idx = order[:min(val_size, len(order))], order[min(val_size, len(order)):]
+    history = {"epoch": 0}
+    for split, idx in (("train", train_idx), ("val", val_idx)):
+        loss, acc = _loss_accuracy(train_logits[idx], y_train[idx]) if len(idx) else (float("nan"), float("nan"))
+        history |= {f"{split}_loss": loss, f"{split}_accuracy": acc}
     result = {
         "model": out_dir.parent.name, "source": str(onnx_path), "format": fmt, "framework": "import",
         "input_shape": shape, "pixel_scale": float(declared["pixel_scale"]), "pixel_bias": float(declared["pixel_bias"]),
@@ -221,7 +244,8 @@ def import_model(onnx_path: str | Path, dataset_npz: str | Path, out_dir: str | 
     }
     metrics = {"model": result["model"], "framework": "import", "format": fmt, "source": str(onnx_path),
                "dataset": Path(dataset_npz).stem, "num_classes": classes, "test_accuracy": accuracy,
-               "n_test": int(len(x)), "epochs": 0}
+               "n_test": int(len(x)), "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "epochs": 0,
+               "val_accuracy": history["val_accuracy"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".stage_") as tmp:
@@ -231,7 +255,7 @@ def import_model(onnx_path: str | Path, dataset_npz: str | Path, out_dir: str | 
         np.savez(tmp / "test_logits.npz", y_true=y, y_pred=logits.argmax(1).astype(np.int64), logits=logits,
                  source=np.array(f"qonnx execution of the imported {fmt} graph"), framework=np.array("import"))
         (tmp / "roundtrip.json").write_text(json.dumps(result, indent=2) + "\n")
-        (tmp / "history.csv").write_text("epoch,train_loss,train_accuracy,val_loss,val_accuracy\n")
+        (tmp / "history.csv").write_text(",".join(history) + "\n" + ",".join(str(v) for v in history.values()) + "\n")
         for name in ("model.onnx", "golden.npz", "test_logits.npz", "roundtrip.json"):
             os.replace(tmp / name, out_dir / name)
         os.replace(tmp / "history.csv", metrics_dir / "history.csv")
@@ -251,11 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--golden-samples", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-subset", default="null")
+    p.add_argument("--train-subset", default="null")
+    p.add_argument("--val-size", type=int, default=0, help="train.val_size: the validation split of history.csv")
+    p.add_argument("--split-seed", type=int, default=0, help="train.seed: the validation split's seed")
     args = p.parse_args(argv)
     subset = None if args.test_subset in ("null", "None", "") else int(args.test_subset)
+    train_subset = None if args.train_subset in ("null", "None", "") else int(args.train_subset)
     try:
         import_model(args.model_file, args.dataset, args.out_dir, args.metrics_dir, json.loads(args.declared),
-                     args.classes, args.golden_samples, args.seed, subset)
+                     args.classes, args.golden_samples, args.seed, subset, train_subset, args.val_size, args.split_seed)
     except ImportRefusedError as err:
         print(f"model_import: refused: {err}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ def test_qonnx_import_equals_brevitas_on_every_image(elsewhere: dict, tmp_path: 
     """Differential: Brevitas' own forward (pixels mapped in torch) against qonnx's execution of the imported
     graph (the declared mapping put in front of it as Mul / Add nodes), on every test image."""
     result = import_model(elsewhere["onnx"], elsewhere["npz"], tmp_path / "export", tmp_path / "train", DECLARED,
-                          CLASSES, n_golden=20)
+                          CLASSES, n_golden=20, val_size=50)
     assert result["format"] == "qonnx" and result["images"] == len(elsewhere["data"]["x_test"])
     brevitas = forward_pixels(elsewhere["model"], elsewhere["data"]["x_test"])
     with np.load(tmp_path / "export" / "test_logits.npz") as npz:
@@ -51,7 +51,11 @@ def test_qonnx_import_equals_brevitas_on_every_image(elsewhere: dict, tmp_path: 
     first = next(n for n in graph.node if graph.input[0].name in n.input)  # the model now takes raw pixels
     second = next(n for n in graph.node if first.output[0] in n.input)
     assert (first.op_type, second.op_type) == ("Mul", "Add")
-    assert (tmp_path / "train" / "metrics.json").is_file() and (tmp_path / "train" / "history.csv").is_file()
+    import pandas as pd
+
+    history = pd.read_csv(tmp_path / "train" / "history.csv")  # one row, epoch 0: the model as imported
+    assert history["epoch"].tolist() == [0] and 0.6 < history["train_accuracy"][0] <= 1
+    assert (tmp_path / "train" / "metrics.json").is_file()
 
 
 def _truncated(path: Path, out: Path) -> Path:

@@ -38,11 +38,15 @@ rule import_model:
         golden_samples=config["export"]["golden_samples"],
         seed=config["export"]["seed"],
         test_subset=cli_value(config["data"]["test_subset"]),
+        train_subset=cli_value(config["data"]["train_subset"]),
+        val_size=config["train"]["val_size"],
+        split_seed=config["train"]["seed"],
     shell:
         "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} {params.python:q} -m hw_builds.model_import"
         " --model-file {input.model_file:q} --dataset {input.dataset:q} --out-dir {params.out_dir:q}"
         " --metrics-dir {params.metrics_dir:q} --declared {params.declared:q} --classes {params.classes}"
         " --golden-samples {params.golden_samples} --seed {params.seed} --test-subset {params.test_subset}"
+        " --train-subset {params.train_subset} --val-size {params.val_size} --split-seed {params.split_seed}"
         " > {log:q} 2>&1"
 
 
