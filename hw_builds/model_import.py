@@ -36,12 +36,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from host.refusal import RefusedInput, exit_on_refusal
+
 QONNX_QUANT_OPS = ("Quant", "BipolarQuant", "BinaryQuant", "Trunc", "IntQuant")
 FINN_ONNX_OPS = ("MultiThreshold", "XnorPopcountMatMul")
 EXEC_BATCH = 100  # images per qonnx execution of the test set (the larq proof's PROOF_BATCH)
 
 
-class ImportRefusedError(ValueError):
+class ImportRefusedError(RefusedInput):
     """The imported file cannot be taken (the message names the file, the node and why): exit 2."""
 
 
@@ -107,7 +109,8 @@ def check_import(path: str | Path, input_shape: list[int], scale: float, bias: f
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.cleanup import cleanup_model
 
-    from hw_builds.exact_function import ExactFunctionError, exact_network
+    from hw_builds.admission import admit_qonnx
+    from hw_builds.custom_steps import UnsupportedModelError
 
     path = Path(path)
     model = _load(path)
@@ -145,11 +148,11 @@ def check_import(path: str | Path, input_shape: list[int], scale: float, bias: f
                                  f"not (1, {classes}): not a classification output over the data set's {classes} classes")
     model = _prepend_pixel_mapping(model, scale, bias)
     model = model.transform(InferShapes()).transform(InferDataTypes())
-    try:
-        exact_network(model)
-    except ExactFunctionError as err:
-        raise ImportRefusedError(f"{path}: {err} (FINN would not streamline it into integer HW layers that the "
-                                 "XNOR reference computes)") from err
+    try:  # the front end's own admission (hw_builds/admission.py): ONNX defaults written out, exact definition
+        model = admit_qonnx(model, path)
+    except UnsupportedModelError as err:
+        raise ImportRefusedError(f"{err} (FINN would not streamline it into integer HW layers that the XNOR "
+                                 "reference computes)") from err
     return model, fmt
 
 
@@ -281,12 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     subset = None if args.test_subset in ("null", "None", "") else int(args.test_subset)
     train_subset = None if args.train_subset in ("null", "None", "") else int(args.train_subset)
-    try:
+    with exit_on_refusal("model_import"):  # a refused input: one line on stderr, exit status 2
         import_model(args.model_file, args.dataset, args.out_dir, args.metrics_dir, json.loads(args.declared),
                      args.classes, args.golden_samples, args.seed, subset, train_subset, args.val_size, args.split_seed)
-    except ImportRefusedError as err:
-        print(f"model_import: refused: {err}", file=sys.stderr)
-        return 2
     return 0
 
 

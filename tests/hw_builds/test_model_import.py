@@ -102,7 +102,7 @@ BAD = [
     ("input shape of another data set", lambda src, out: src, {**DECLARED, "input_shape": [1, 32, 32]},
      "has shape [1, 1, 28, 28], the declared input is [1, 1, 32, 32]"),
     ("float conv", lambda src, out: _float_conv(out), DECLARED,
-     "node Conv_0 (Conv): weights are not quantized constants"),
+     "not a network bnnflow builds: node Conv_0 (Conv): weights are not quantized constants"),
 ]
 
 
@@ -123,7 +123,7 @@ def test_non_classification_output_and_unmappable_scale_are_refused(elsewhere: d
         check_import(elsewhere["onnx"], [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, classes=7)
     stock = train_elsewhere(elsewhere["data"], steps=1, weight_scale=0.1)  # Brevitas' stock binary weight scale
     path = export_elsewhere_qonnx(stock, tmp_path / "stock.onnx")
-    with pytest.raises(ImportRefusedError, match=r"stock\.onnx: node MatMul_0 \(MatMul\) weights: weight scale is not 1"):
+    with pytest.raises(ImportRefusedError, match=r"stock\.onnx: not a network bnnflow builds: node MatMul_0 \(MatMul\) weights: weight scale is not 1"):
         check_import(path, [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, CLASSES)
 
 

@@ -37,7 +37,7 @@ REFUSED = [
 @pytest.mark.parametrize(("what", "config", "reason"), REFUSED, ids=[r[0] for r in REFUSED])
 def test_refused_when_the_config_is_read(tmp_path: Path, what: str, config: dict, reason: str) -> None:
     run = dry_run(tmp_path, config)
-    assert run.returncode != 0 and reason in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.returncode == 2 and reason in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
