@@ -102,7 +102,7 @@ BAD = [
     ("input shape of another data set", lambda src, out: src, {**DECLARED, "input_shape": [1, 32, 32]},
      "has shape [1, 1, 28, 28], the declared input is [1, 1, 32, 32]"),
     ("float conv", lambda src, out: _float_conv(out), DECLARED,
-     "not a network bnnflow builds: node Conv_0 (Conv): weights are not quantized constants"),
+     "not a network bnnflow builds: node Conv_0 (Conv): a float layer"),
 ]
 
 

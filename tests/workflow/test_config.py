@@ -69,7 +69,7 @@ def test_bad_config_is_refused(edit, fragment: str) -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "line"),
     [
-        ("models: [tfc_w9a9]\n", "config: refused: models.0: 'tfc_w9a9' does not match"),
+        ("models: [tfc_w9a9]\n", "config: refused: models.0: 'tfc_w9a9' is not valid under any of the given schemas"),
         ("train:\n  overrides:\n    tfc_w1a1: {lr: fast}\n",  # issue 17 case 6
          "config: refused: train.overrides.tfc_w1a1.lr: 'fast' is not of type 'number'"),
     ],
