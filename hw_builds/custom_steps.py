@@ -21,7 +21,7 @@ from hw_builds.accumulators import step_mend_xnor_accumulators, step_record_refe
 from hw_builds.boards import RESOURCES, get_board
 from hw_builds.exact_thresholds import step_exact_thresholds, step_record_exact_function
 from hw_builds.finn_env import import_build_steps
-from host.refusal import RefusedInput
+from host.refusal import InputFileError, RefusedInput, read_json
 
 QONNX_QUANT_OPS = ("Quant", "BipolarQuant", "BinaryQuant", "Trunc")
 # FINN node attributes a folding file may set (FINN's own list in step_apply_folding_config).
@@ -127,12 +127,10 @@ def step_check_folding_config(model, cfg):
     path = cfg.folding_config_file
     if path is None:
         return model
-    try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FoldingConfigError(f"{path}: not a readable JSON folding config ({exc})") from exc
-    if not isinstance(config, dict):
-        raise FoldingConfigError(f"{path}: expected a JSON object of layer name -> attributes")
+    try:  # host.refusal's reader: missing, non-UTF-8, not JSON or not an object is one line naming the file
+        config = read_json(path, "JSON folding config (layer name -> attributes)")
+    except InputFileError as exc:
+        raise FoldingConfigError(str(exc)) from exc
     nodes = {n.name: n for n in model.graph.node}
     for layer, attrs in config.items():
         if layer in FOLDING_ATTRS_EXTRA:
@@ -149,7 +147,21 @@ def step_check_folding_config(model, cfg):
                 raise FoldingConfigError(
                     f"{path}: layer {layer!r} ({nodes[layer].op_type}) has no attribute {attr!r}"
                 )
+            _check_int_attr(path, layer, attr, attrs[attr], known[attr][0])
     return model
+
+
+def _check_int_attr(path, layer: str, attr: str, value, kind: str) -> None:
+    """Refuse a non-integer value of an integer node attribute ("i"), and PE / SIMD below 1.
+
+    FINN would fail on them far from the file (a string PE in a modulo, PE 0 as a division by zero).
+    """
+    if kind != "i":
+        return
+    least = 1 if attr in ("PE", "SIMD") else None
+    if isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
+        need = f"an integer >= {least}" if least is not None else "an integer"
+        raise FoldingConfigError(f"{path}: layer {layer}: {attr} must be {need}, got {json.dumps(value)}")
 
 
 def folding_problem(inst, model=None) -> str | None:
