@@ -115,7 +115,7 @@ def compile_finn(
     output_dir = Path(output_dir).resolve()
     golden = load_golden(golden_path).head(verify_samples)
     model = load_model(hw_path)
-    check_golden_fits(model, golden, hw_path)
+    check_golden_fits(model, golden, hw_path, Path(golden_path))
 
     output_dir.mkdir(parents=True, exist_ok=True)
     with failure_marker(output_dir, "compile_finn"):  # kept golden/, intermediate_models/ of a failed build are marked

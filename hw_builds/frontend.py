@@ -34,7 +34,7 @@ from hw_builds.exact_thresholds import ExactThresholdError, set_exact_thresholds
 from hw_builds.execute import load_model
 from hw_builds.failed_build import failure_marker
 from hw_builds.step_runner import run_steps
-from hw_builds.verify import load_golden
+from hw_builds.verify import GoldenFileError, load_golden
 
 FRONTEND_RECORD = "frontend.json"
 STREAMLINED = "streamlined.onnx"
@@ -50,13 +50,19 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def check_golden_fits(model, golden, source: Path) -> None:
-    """Refuse a graph whose input does not take the golden pixels (N, C, H, W)."""
+def check_golden_fits(model, golden, source: Path, golden_path: Path | None = None) -> None:
+    """Refuse a graph whose input does not take the golden pixels (N, C, H, W), and golden logits
+    (N, classes) whose class count is not the graph's (GoldenFileError naming ``golden_path``)."""
     in_shape = tuple(model.get_tensor_shape(model.graph.input[0].name) or ())
     if in_shape[1:] != golden.x.shape[1:]:
         raise UnsupportedModelError(
             f"{source}: graph input shape {in_shape} does not take the golden pixels {golden.x.shape[1:]}"
         )
+    out_shape = tuple(model.get_tensor_shape(model.graph.output[0].name) or ())
+    classes = golden.logits.shape[1]
+    if len(out_shape) == 2 and out_shape[1] not in (1, classes):  # 1: a class index (top-1 head)
+        raise GoldenFileError(f"{golden_path or 'golden file'}: 'logits' has {classes} classes, "
+                              f"the model {source} outputs {out_shape[1]}")
 
 
 def build_frontend(onnx_path: str | Path, golden_path: str | Path, out_dir: str | Path, model_name: str = "",
@@ -71,7 +77,7 @@ def build_frontend(onnx_path: str | Path, golden_path: str | Path, out_dir: str 
     onnx_path, out_dir = Path(onnx_path), Path(out_dir).resolve()
     golden = load_golden(golden_path).head(verify_samples)
     model = admit_qonnx(load_model(onnx_path, hint="run the export_qonnx rule first"), onnx_path)  # before any step
-    check_golden_fits(model, golden, onnx_path)
+    check_golden_fits(model, golden, onnx_path, Path(golden_path))
     out_dir.mkdir(parents=True, exist_ok=True)
     with failure_marker(out_dir, "build_frontend"):  # a failed run's intermediate_models/ are marked as such
         return _run_frontend(model, golden, onnx_path, out_dir, model_name, progress)

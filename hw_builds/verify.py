@@ -78,6 +78,9 @@ def load_golden(path: str | Path) -> Golden:
     n = len(x)
     if logits.ndim != 2 or len(logits) != n or not np.issubdtype(logits.dtype, np.floating):
         raise GoldenFileError(f"{path}: 'logits' must be float (N={n}, classes), got {logits.dtype} {logits.shape}")
+    if not np.isfinite(logits).all():
+        bad = int((~np.isfinite(logits)).any(axis=1).sum())
+        raise GoldenFileError(f"{path}: 'logits' has non-finite values (NaN or inf) in {bad}/{n} rows")
     for key in ("labels", "indices"):
         if arrays[key].shape != (n,):
             raise GoldenFileError(f"{path}: {key!r} must have shape ({n},), got {arrays[key].shape}")
