@@ -19,13 +19,12 @@ Outputs in ``out_dir``:
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
 
 from host.atomic import atomic_path, write_json_atomic
-from host.refusal import RefusedInput
+from host.refusal import InputFileError, RefusedInput, read_json
 from hw_builds.admission import admit_qonnx
 from hw_builds.build_config import frontend_config, frontend_step_names
 from hw_builds.custom_steps import UnsupportedModelError
@@ -134,10 +133,13 @@ def load_frontend(frontend_dir: str | Path) -> tuple[dict, Path]:
         raise FrontendError(f"{path}: front-end record not found; run the build_frontend rule "
                             "(hw_builds.frontend.build_frontend) on the model's QONNX export first")
     try:
-        record = json.loads(path.read_text())
+        record = read_json(path, "front-end record")  # host.refusal: non-UTF-8, not JSON, not an object
+    except InputFileError as err:
+        raise FrontendError(str(err)) from err
+    try:
         hw = frontend_dir / record["hw_model"]
         want = record["hw_model_sha256"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (KeyError, TypeError) as err:
         raise FrontendError(f"{path}: not a front-end record ({type(err).__name__}: {err})") from err
     if not hw.is_file():
         raise FrontendError(f"{hw}: the front end's HW graph is missing; rerun build_frontend")

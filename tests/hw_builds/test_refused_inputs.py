@@ -55,3 +55,12 @@ def test_golden_class_count_differs_from_model(tmp_path: Path, capsys) -> None:
     assert line == f"compile_finn: refused: {path}: 'logits' has 7 classes, the model hw.onnx outputs 10"
     check_golden_fits(model, load_golden(golden_npz(tmp_path / "ok.npz", np.zeros((3, 10)))), Path("hw.onnx"), path)
 
+
+def test_non_utf8_frontend_record(tmp_path: Path, capsys) -> None:
+    from hw_builds.frontend import load_frontend
+
+    path = tmp_path / "frontend.json"
+    path.write_bytes(b'{"hw_model": "hw\xff.onnx"}')
+    line = refusal_line(capsys, lambda: load_frontend(tmp_path))
+    assert line.startswith(f"compile_finn: refused: {path}: not readable JSON, expected a front-end record "
+                           "(UnicodeDecodeError: ")
