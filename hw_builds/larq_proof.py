@@ -26,11 +26,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from host.refusal import InputFileError, read_npz
+from host.refusal import InputFileError, RefusedInput, read_npz
 
 
 class LarqProofError(RuntimeError):
-    """The proof's inputs are missing or inconsistent (refused: exit 2)."""
+    """The proof's inputs are inconsistent; its subclass LarqInputError (missing or unreadable) is refused, exit 2."""
+
+
+class LarqInputError(LarqProofError, RefusedInput):
+    """A proof input (the Larq export's files, the data set) is missing or unreadable: refused, exit 2."""
 
 
 class LarqMismatchError(LarqProofError):
@@ -41,7 +45,7 @@ def _load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     try:  # host.refusal's .npz reader: a missing, truncated or incomplete file is one line naming it
         return read_npz(path, "Larq export file", keys, hint="run the Larq export (larq_models export) first")
     except InputFileError as err:
-        raise LarqProofError(str(err)) from err
+        raise LarqInputError(str(err)) from err
 
 
 def compare(larq: np.ndarray, qonnx: np.ndarray, atol: float) -> dict[str, Any]:
@@ -107,7 +111,7 @@ def prove_larq_export(larq_dir: str | Path, dataset_npz: str | Path, out_dir: st
     larq_dir, out_dir = Path(larq_dir), Path(out_dir)
     onnx_path = larq_dir / "model.onnx"
     if not onnx_path.is_file():
-        raise LarqProofError(f"{onnx_path}: missing; run the Larq export (larq_models export) first")
+        raise LarqInputError(f"{onnx_path}: missing; run the Larq export (larq_models export) first")
     test = _load_npz(larq_dir / "test_logits.npz", ("y_true", "logits"))
     golden = _load_npz(larq_dir / "golden.npz", ("x", "labels", "logits", "indices"))
     data = _load_npz(Path(dataset_npz), ("x_test", "y_test"))

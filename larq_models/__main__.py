@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             from larq_models.export import export_larq
 
             export_larq(args.model_file, args.dataset, args.out_dir, args.golden_samples, args.seed, args.test_subset)
-    except (ConversionError, ModelFileError, DataError, ValueError) as err:
-        print(f"larq_models {args.command}: {err}", file=sys.stderr)
+    except (ConversionError, ModelFileError, DataError, ValueError) as err:  # refused input: one line, exit 2
+        print(f"larq_models {args.command}: refused: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
 

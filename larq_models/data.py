@@ -7,6 +7,8 @@ host/inputs.py does for the torch and FINN worlds, so every world sees the same 
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +25,19 @@ def load_npz(path: str | Path, train_subset: int | None = None, test_subset: int
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: prepared data set not found; run `snakemake {path}` first")
-    try:
-        with np.load(path) as npz:
+    try:  # the Larq world imports no other world: host.refusal.read_npz's checks, here
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise DataError(f"{path}: a single .npy array, expected a prepared data set (.npz archive)")
             missing = [k for k in ARRAY_KEYS if k not in npz.files]
             if missing:
                 raise DataError(f"{path}: missing arrays {missing}")
             arrays = {k: npz[k] for k in ARRAY_KEYS}
-    except (OSError, ValueError) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"{path}: not a readable .npz ({err})") from err
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as err:
+        why = " ".join(str(err).split())[:200]
+        raise DataError(f"{path}: not a readable prepared data set ({type(err).__name__}: {why})") from err
     for key, array in arrays.items():
         if array.dtype != np.uint8:
             raise DataError(f"{path}: {key} has dtype {array.dtype}, expected uint8")
