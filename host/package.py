@@ -130,6 +130,9 @@ def load_package(root: str | Path) -> Package:
     if not isinstance(files, dict) or not files:
         raise PackageError(f"{mpath}: no 'files' table")
     for rel, digest in sorted(files.items()):
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise PackageError(f"{mpath}: files[{rel!r}] must be a sha256 hex digest (64 characters), "
+                               f"got {json.dumps(digest)}")
         path = root / rel
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise PackageError(f"{mpath}: file entry {rel!r} points outside the package")

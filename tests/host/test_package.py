@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +121,17 @@ def test_bad_testset_is_refused(tmp_path, arrays, message) -> None:
     np.savez(tmp_path / "testset.npz", **arrays)
     with pytest.raises(PackageError, match=f"testset.npz: {message}"):
         load_testset(tmp_path / "testset.npz", DriverSettings.from_dict(tfc_settings()))
+
+
+def test_manifest_digest_that_is_not_a_string_is_refused(tmp_path) -> None:
+    """A manifest "files" value that is not a sha256 string: one line naming the manifest and the key, exit 2."""
+    root = build_package(tmp_path / "p")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"]["testset.npz"] = 123
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    res = subprocess.run([sys.executable, "-m", "host", "validate", "--package", str(root), "--backend", "replay"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"host validate: refused: {root / 'manifest.json'}: files['testset.npz'] must be a sha256 hex digest "
+        "(64 characters), got 123"]
