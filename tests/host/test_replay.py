@@ -84,6 +84,13 @@ def test_recordings_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     res = _cli(root, "--replay", str(tmp_path / "junk.npz"))
     assert res.returncode == 2 and "junk.npz: not a readable replay recording" in res.stderr
+    good = _record(root, tmp_path / "good.npz")
+    for name, data in (("empty.npz", b""), ("cut.npz", good.read_bytes()[: good.stat().st_size // 2])):
+        (tmp_path / name).write_bytes(data)
+        res = _cli(root, "--replay", str(tmp_path / name))
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, res.stderr
+        assert lines[0].startswith(f"host validate: refused: {tmp_path / name}: not a readable replay recording (")
 
 
 def test_recording_needs_a_latency_estimate(tmp_path: Path) -> None:
