@@ -18,6 +18,7 @@ import hashlib
 import io
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,26 @@ def save_model(model: tf.keras.Model, path: Path) -> None:
         model.save(tmp, save_format="h5", include_optimizer=False)
 
 
+def _set_threads(threads: int) -> None:
+    """TensorFlow's intra-op pool to ``threads``, inter-op to 1 (one training per core, as the Brevitas world).
+
+    TensorFlow fixes both when its context starts; a process that already ran TensorFlow (a test session that
+    ran another Larq test first) keeps its pools, and this warns with the counts in force instead of failing.
+    The command line and the Snakemake rule start a fresh process, where the recipe's count always applies.
+    """
+    if (tf.config.threading.get_intra_op_parallelism_threads() == threads
+            and tf.config.threading.get_inter_op_parallelism_threads() == 1):
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        warnings.warn(f"TensorFlow already started in this process: training keeps its thread pools "
+                      f"(intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
+                      f"{tf.config.threading.get_inter_op_parallelism_threads()}; 0 = TensorFlow's default), "
+                      f"not the recipe's threads={threads}", RuntimeWarning, stacklevel=3)
+
+
 def train_larq(model_name: str, dataset_npz: str | Path, out_dir: str | Path, section: dict[str, Any],
                train_subset: int | None = None, test_subset: int | None = None, progress: bool = False) -> dict:
     """Train ``model_name`` (``<family>_w1a1_larq``); write model.h5, metrics, history, curves, TensorBoard.
@@ -166,8 +187,7 @@ def train_larq(model_name: str, dataset_npz: str | Path, out_dir: str | Path, se
     """
     topo = parse_name(model_name)
     cfg = recipe_for(section, model_name)
-    tf.config.threading.set_intra_op_parallelism_threads(cfg["threads"])
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    _set_threads(cfg["threads"])
     tf.config.experimental.enable_op_determinism()
     out_dir, data_path = Path(out_dir), Path(dataset_npz)
     arrays = load_npz(data_path, train_subset=train_subset, test_subset=test_subset)
