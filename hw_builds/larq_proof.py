@@ -30,11 +30,12 @@ from host.refusal import InputFileError, RefusedInput, read_npz
 
 
 class LarqProofError(RuntimeError):
-    """The proof's inputs are inconsistent; its subclass LarqInputError (missing or unreadable) is refused, exit 2."""
+    """The proof did not pass: LarqInputError (refused input, exit 2) or LarqMismatchError (a failed proof, exit 1)."""
 
 
 class LarqInputError(LarqProofError, RefusedInput):
-    """A proof input (the Larq export's files, the data set) is missing or unreadable: refused, exit 2."""
+    """A proof input (the Larq export's files, the data set) is missing, unreadable or inconsistent with the others
+    (labels, golden images or logits not the test set's, a graph qonnx cannot load or of batch > 1): refused, exit 2."""
 
 
 class LarqMismatchError(LarqProofError):
@@ -82,7 +83,7 @@ def with_batch(wrapper, batch: int):
     for value in (*proto.graph.input, *proto.graph.output):
         dim = value.type.tensor_type.shape.dim[0]
         if dim.dim_value != 1:
-            raise LarqProofError(f"graph {value.name!r} has batch {dim.dim_value}, expected 1")
+            raise LarqInputError(f"graph {value.name!r} has batch {dim.dim_value}, expected 1")
         dim.dim_value = batch
     inits = {init.name: init for init in proto.graph.initializer}
     for node in proto.graph.node:
@@ -119,19 +120,19 @@ def prove_larq_export(larq_dir: str | Path, dataset_npz: str | Path, out_dir: st
     if test_subset is not None:
         x_test, y_test = x_test[:test_subset], y_test[:test_subset]
     if not np.array_equal(test["y_true"], y_test.astype(np.int64)):
-        raise LarqProofError(f"{larq_dir / 'test_logits.npz'}: its labels are not the first {len(y_test)} test labels "
+        raise LarqInputError(f"{larq_dir / 'test_logits.npz'}: its labels are not the first {len(y_test)} test labels "
                              f"of {dataset_npz}; the Larq export ran on another data set or subset")
     if not np.array_equal(golden["logits"], test["logits"][golden["indices"]]):
-        raise LarqProofError(f"{larq_dir / 'golden.npz'}: its logits are not Larq's test logits at its indices")
+        raise LarqInputError(f"{larq_dir / 'golden.npz'}: its logits are not Larq's test logits at its indices")
     try:
         wrapper = cleanup_model(ModelWrapper(str(onnx_path)))
     except Exception as err:  # noqa: BLE001 - onnx / qonnx raise many kinds for a bad graph
-        raise LarqProofError(f"{onnx_path}: qonnx cannot load it ({type(err).__name__}: {err})") from err
+        raise LarqInputError(f"{onnx_path}: qonnx cannot load it ({type(err).__name__}: {err})") from err
     in_name, out_name = wrapper.graph.input[0].name, wrapper.graph.output[0].name
     shape = tuple(wrapper.get_tensor_shape(in_name))
     x = to_model_input(x_test, shape[1:])  # uint8 (N, C, H, W), as golden.npz and every other stage
     if not np.array_equal(golden["x"], x[golden["indices"]]):
-        raise LarqProofError(f"{larq_dir / 'golden.npz'}: its images are not the test images at its indices")
+        raise LarqInputError(f"{larq_dir / 'golden.npz'}: its images are not the test images at its indices")
     # 1. the published graph itself, batch 1, on the golden images
     golden_qonnx = np.concatenate([execute_onnx(wrapper, {in_name: s[None].astype(np.float32)})[out_name]
                                    for s in golden["x"]]).astype(np.float32)
