@@ -6,8 +6,6 @@ through training or import, FINN build, XNOR verification and emulated validatio
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from elsewhere_model import digits5, export_elsewhere_qonnx, train_elsewhere
-from pipeline_helpers import CI_CONFIG, REPO, fresh_workdir, snakemake_env
+from pipeline_helpers import CI_CONFIG, fresh_workdir, snakemake_all
 
 pytestmark = pytest.mark.pipeline
 USER_CONFIG = CI_CONFIG.with_name("ci_user.yaml")
@@ -35,14 +33,7 @@ def user_run(tmp_path_factory: pytest.TempPathFactory, full_mnist: Path) -> Path
              x_test=data["x_test"][:, None], y_test=data["y_test"], class_names=data["class_names"])
     small = {k: v[:3000] for k, v in data.items() if k != "class_names"}
     export_elsewhere_qonnx(train_elsewhere(small), workdir / "user_data" / "elsewhere.onnx")
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-         "--configfile", str(CI_CONFIG), str(USER_CONFIG), "--cores", "2", "all"],
-        capture_output=True, text=True, env=snakemake_env(),
-    )
-    (workdir / "snakemake_stdout.txt").write_text(run.stdout + run.stderr)
-    assert run.returncode == 0, f"snakemake all failed:\n{run.stdout[-6000:]}\n{run.stderr[-6000:]}"
-    return workdir
+    return snakemake_all(workdir, CI_CONFIG, USER_CONFIG)
 
 
 def read_json(path: Path) -> dict:
