@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import larq as lq
@@ -122,3 +123,60 @@ def test_bad_names_and_recipes_refused(digits: Path, tmp_path: Path) -> None:
     assert main(["train", "--model", "tfc_w1a1_larq", "--dataset", str(tmp_path / "none.npz"), "--out-dir",
                  str(tmp_path / "c"), "--recipe", json.dumps(RECIPE)]) == 2
     assert not any(tmp_path.rglob("*.h5"))
+
+
+def test_import_and_export_of_a_keras_v3_file(trained: Path, digits: Path, tmp_path: Path) -> None:
+    """A user's model saved in the `.keras` format imports and exports as the same model saved as `.h5`."""
+    from larq_models.convert import load_keras_model
+
+    keras_file = tmp_path / "user.keras"
+    load_keras_model(trained / "model.h5").save(keras_file)
+    assert zipfile.is_zipfile(keras_file)  # the Keras v3 format, not HDF5 under another name
+    assert main(["import", "--model", "tfc_w1a1_larq", "--model-file", str(keras_file), "--dataset", str(digits),
+                 "--out-dir", str(tmp_path / "imported"), "--recipe", json.dumps(RECIPE)]) == 0
+    metrics = json.loads((tmp_path / "imported" / "metrics.json").read_text())
+    trained_metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["imported_from"].endswith("user.keras")
+    assert metrics["test_accuracy"] == pytest.approx(trained_metrics["test_accuracy"], abs=1e-6)
+    logits = {}
+    for name, model_file in (("h5", trained / "model.h5"), ("keras", keras_file)):
+        assert main(["export", "--model-file", str(model_file), "--dataset", str(digits), "--out-dir",
+                     str(tmp_path / name), "--golden-samples", "5"]) == 0
+        with np.load(tmp_path / name / "test_logits.npz") as t:
+            logits[name] = t["logits"]
+    assert np.array_equal(logits["h5"], logits["keras"])
+
+
+def _user_mlp(path: Path, case: str) -> None:
+    """A user's TFC-like model with one defect: a float Dense between the binary layers, or no batch norm."""
+    inp = tf.keras.Input((28, 28, 1))
+    x = tf.keras.layers.Rescaling(2 / 255, offset=-1.0)(inp)
+    x = tf.keras.layers.Flatten()(x)
+    x = lq.layers.QuantDense(8, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False, name="fc0")(x)
+    if case != "missing_bn":
+        x = tf.keras.layers.BatchNormalization(name="fc0_bn")(x)
+    if case == "float_layer":
+        x = tf.keras.layers.Dense(8, name="float_dense")(x)
+    x = lq.layers.QuantDense(10, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False, name="fc1")(x)
+    tf.keras.Model(inp, x).save(path, save_format="h5")
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("float_layer", "layer 'float_dense' (Dense): a float layer in the middle"),
+    ("missing_bn", "layer 'fc1' (QuantDense)"),
+])
+def test_float_layer_and_missing_batch_norm_exit_2_and_write_nothing(case: str, expect: str, digits: Path,
+                                                                    tmp_path: Path, capsys) -> None:
+    """The command line (export and import) refuses them: exit 2, one line naming the layer, nothing written."""
+    model_file = tmp_path / "user.h5"
+    _user_mlp(model_file, case)
+    out = tmp_path / "out"
+    for command in (["export", "--golden-samples", "5"],
+                    ["import", "--model", "tfc_w1a1_larq", "--recipe", json.dumps(RECIPE)]):
+        assert main([command[0], "--model-file", str(model_file), "--dataset", str(digits), "--out-dir", str(out),
+                     *command[1:]]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"larq_models {command[0]}: refused: ") and expect in last
+        if case == "missing_bn":
+            assert "missing batch norm" in last
+        assert not out.exists() or not any(out.iterdir())
