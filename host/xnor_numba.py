@@ -178,79 +178,171 @@ MLP_BLOCK = 256  # images run layer by layer together in _mlp_forward (one layer
 
 
 @njit(cache=True, nogil=True)
-def _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels):
-    """Whole w1a1 MLP: x (N, K0) uint8 pixels, thr0 (K0,) int32 -> logits (N, M_last) float32, labels (N,) int64.
+def _mlp_widths(k0, layout):
+    """(max words, max neurons) over the MLP's input and layers (``layout`` as in :func:`_mlp_forward`)."""
+    max_w = (k0 + 63) // 64
+    max_m = 1
+    for layer in range(layout.shape[0]):
+        max_w = max(max_w, (layout[layer, 2] + 63) // 64)
+        max_m = max(max_m, layout[layer, 2])
+    return max_w, max_m
+
+
+@njit(cache=True, nogil=True)
+def _mlp_scratch_words(n, k0, layout):
+    """uint64 words of scratch :func:`_mlp_forward` needs for ``n`` images."""
+    max_w, max_m = _mlp_widths(k0, layout)
+    return 2 * min(n, MLP_BLOCK) * max_w + 2 * max_m + 8 * max_w
+_PACK8 = np.uint64(0x0102040810204080)  # (8 bytes of 0/1) * _PACK8 >> 56: byte b's bit at bit b (no carries)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_flags(flags, words, out):
+    """0/1 bytes ``flags`` (uint8, 64 * words, the tail past the last real bit 0) -> ``words`` packed uint64 into
+    ``out``, bit b of word q = flags[64 q + b]. Eight flags a multiply: (bytes as u64) * _PACK8 >> 56."""
+    f64 = flags.view(np.uint64)
+    for q in range(words):
+        word = np.uint64(0)
+        for byte in range(8):
+            word |= ((f64[q * 8 + byte] * _PACK8) >> np.uint64(56)) << np.uint64(8 * byte)
+        out[q] = word
+
+
+@njit(cache=True, nogil=True)
+def _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels, scratch):
+    """Whole w1a1 MLP: x (N, K0) uint8 pixels, thr0 (K0,) int16 (the input thresholds clipped to [0, 256], the
+    same comparisons) -> labels (N,) int64 and, where ``logits`` has N rows (else 0), logits (N, M_last) float32.
 
     ``w``: every layer's transposed words (W, M) back to back, uint64; ``layout`` (L, 5) int64 rows
     (word offset, W, M, K, threshold offset); ``thr`` every hidden layer's (M,) int32 thresholds back to back.
-    Images go through in blocks of MLP_BLOCK, layer by layer, activations packed throughout.
+    Images go through in blocks of MLP_BLOCK, layer by layer, activations packed throughout, in ``scratch``
+    (uint64, at least :func:`_mlp_scratch_words`); comparisons write 0/1 bytes (vector compares) that
+    :func:`_pack_flags` packs.
     """
     n, k0 = x.shape
     n_layers = layout.shape[0]
-    max_w = (k0 + 63) // 64
-    max_m = 1
-    for layer in range(n_layers):
-        max_w = max(max_w, (layout[layer, 2] + 63) // 64)
-        max_m = max(max_m, layout[layer, 2])
-    a = np.empty((min(n, MLP_BLOCK), max_w), np.uint64)
-    b = np.empty((min(n, MLP_BLOCK), max_w), np.uint64)
-    acc = np.empty(max_m, np.uint64)
+    want_logits = logits.shape[0] == n
+    max_w, max_m = _mlp_widths(k0, layout)
+    block = min(n, MLP_BLOCK)
+    # activations a and b (block, max_w), acc (max_m,), flags (64 max_w bytes), last row (max_m,)
+    a = scratch[: block * max_w].reshape(block, max_w)
+    b = scratch[block * max_w : 2 * block * max_w].reshape(block, max_w)
+    acc = scratch[2 * block * max_w : 2 * block * max_w + max_m]
+    flags64 = scratch[2 * block * max_w + max_m : 2 * block * max_w + max_m + 8 * max_w]
+    flags = flags64.view(np.uint8)
+    row = scratch[2 * block * max_w + max_m + 8 * max_w :].view(np.float32)
+    words0 = (k0 + 63) // 64
     for lo in range(0, n, MLP_BLOCK):
         rows = min(MLP_BLOCK, n - lo)
-        for r in range(rows):  # input thresholding, packed
-            for q in range((k0 + 63) // 64):
-                word = np.uint64(0)
-                for bit in range(min(64, k0 - q * 64)):  # branchless: LLVM vectorizes the compare + OR-reduction
-                    j = q * 64 + bit
-                    word |= np.uint64(np.int32(x[lo + r, j]) >= thr0[j]) << np.uint64(bit)
-                a[r, q] = word
+        flags64[:] = 0  # the tail past k0 stays 0 for _pack_flags
+        for r in range(rows):  # input thresholding: 16 compares a vector, then packed
+            for j in range(k0):
+                flags[j] = np.int16(x[lo + r, j]) >= thr0[j]
+            _pack_flags(flags, words0, a[r])
         for layer in range(n_layers):
             off, words, m, k, toff = layout[layer, 0], layout[layer, 1], layout[layer, 2], layout[layer, 3], layout[layer, 4]
             w_t = w[off : off + words * m].reshape(words, m)
             acc_m = acc[:m]
+            last = layer == n_layers - 1
+            if not last:
+                flags64[:] = 0  # the tail past m stays 0 for _pack_flags
             for r in range(rows):
                 _popcount_row(a[r], w_t, acc_m)
-                if layer < n_layers - 1:
-                    for q in range((m + 63) // 64):  # fused threshold + pack
-                        word = np.uint64(0)
-                        for bit in range(min(64, m - q * 64)):
-                            j = q * 64 + bit
-                            if np.int32(k) - np.int32(acc[j]) >= thr[toff + j]:
-                                word |= np.uint64(1) << np.uint64(bit)
-                        b[r, q] = word
+                if not last:
+                    for j in range(m):  # fused threshold (matches = k - mismatches) + pack
+                        flags[j] = np.int64(k) - np.int64(acc[j]) >= thr[toff + j]
+                    _pack_flags(flags, (m + 63) // 64, b[r])
                 else:  # acc * output_mul + output_add in float32 (two roundings, as numpy), first argmax
                     best = 0
                     for j in range(m):
-                        logits[lo + r, j] = np.float32(np.int32(k) - np.int32(acc[j])) * mul[j] + add[j]
-                        if logits[lo + r, j] > logits[lo + r, best]:
+                        row[j] = np.float32(np.int32(k) - np.int32(acc[j])) * mul[j] + add[j]
+                    for j in range(m):
+                        if row[j] > row[best]:
                             best = j
                     labels[lo + r] = best
+                    if want_logits:
+                        for j in range(m):
+                            logits[lo + r, j] = row[j]
             a, b = b, a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mlp_unpack(meta, blob):
+    """The constant arrays of one network from ``meta`` / ``blob`` (see :class:`MlpNet`): thr0, w, layout, thr, mul,
+    add, views of the blob (no copy)."""
+    n_layers = meta[2]
+    thr0 = blob[meta[3] : meta[3] + meta[4]].view(np.int16)
+    w = blob[meta[5] : meta[5] + meta[6]].view(np.uint64)
+    thr = blob[meta[7] : meta[7] + meta[8]].view(np.int32)
+    mul = blob[meta[9] : meta[9] + meta[10]].view(np.float32)
+    add = blob[meta[11] : meta[11] + meta[12]].view(np.float32)
+    layout = meta[MLP_META_LAYOUT : MLP_META_LAYOUT + 5 * n_layers].reshape(n_layers, 5)
+    return thr0, w, layout, thr, mul, add
+
+
+MLP_META_LAYOUT = 15  # meta: k0, m_last, L, 5 x (byte offset, length) of thr0 / w / thr / mul / add, scratch's, layout
 
 
 @njit(cache=True, nogil=True)
 def _mlp_run(x, meta, blob):
     """_mlp_forward with its constant arrays unpacked from one byte blob (3 arguments: numba's per-call cost
     grows with the argument count). ``meta`` int64: k0, m_last, L, then byte offset and length of thr0, w, thr,
-    mul, add in ``blob``, then the (L, 5) layout. Returns (logits (N, M_last) float32, labels (N,) int64)."""
+    mul, add and the scratch area in ``blob``, then the (L, 5) layout. Returns (logits (N, M_last) float32,
+    labels (N,) int64). Its own scratch (nogil: threads may share the network)."""
     n = x.shape[0]
-    m_last, n_layers = meta[1], meta[2]
-    thr0 = blob[meta[3] : meta[3] + meta[4]].view(np.int32)
-    w = blob[meta[5] : meta[5] + meta[6]].view(np.uint64)
-    thr = blob[meta[7] : meta[7] + meta[8]].view(np.int32)
-    mul = blob[meta[9] : meta[9] + meta[10]].view(np.float32)
-    add = blob[meta[11] : meta[11] + meta[12]].view(np.float32)
-    layout = meta[13 : 13 + 5 * n_layers].reshape(n_layers, 5)
-    logits = np.empty((n, m_last), np.float32)
+    thr0, w, layout, thr, mul, add = _mlp_unpack(meta, blob)
+    logits = np.empty((n, meta[1]), np.float32)
     labels = np.empty(n, np.int64)
-    _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels)
+    scratch = np.empty(_mlp_scratch_words(n, meta[0], layout), np.uint64)
+    _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels, scratch)
     return logits, labels
 
 
 @njit(cache=True, nogil=True)
 def _mlp_labels(x, meta, blob):
     """:func:`_mlp_run`'s top-1 only (int64 (N,)): one array to hand back to Python instead of two."""
-    return _mlp_run(x, meta, blob)[1]
+    n = x.shape[0]
+    thr0, w, layout, thr, mul, add = _mlp_unpack(meta, blob)
+    labels = np.empty(n, np.int64)
+    scratch = np.empty(_mlp_scratch_words(n, meta[0], layout), np.uint64)
+    _mlp_forward(x, thr0, w, layout, thr, mul, add, np.empty((0, meta[1]), np.float32), labels, scratch)
+    return labels
+
+
+def _mlp_into(x, meta, blob, labels, logits):
+    """The call behind XnorReference.predict / logits' fast path (compiled by :func:`mlp_into_kernel`): x (N, ...)
+    uint8 C-contiguous with K0 values per image; labels (N,) int64 and logits (N, M_last) float32 (or (0, M_last):
+    labels only) filled in place. Returns False, computing nothing, where a size does not fit.
+
+    No allocation: the scratch is the blob's own area. That is safe because this kernel keeps the GIL (no
+    ``nogil``): two threads never run it at once, and it never calls back into Python.
+    """
+    n = x.shape[0]
+    per_image = 1
+    for d in x.shape[1:]:
+        per_image *= d
+    if per_image != meta[0] or labels.shape[0] != n or (logits.shape[0] != 0 and logits.shape[0] != n) \
+            or logits.shape[1] != meta[1]:
+        return False
+    thr0, w, layout, thr, mul, add = _mlp_unpack(meta, blob)
+    scratch = blob[meta[13] : meta[13] + meta[14]].view(np.uint64)
+    _mlp_forward(x.reshape(n, per_image), thr0, w, layout, thr, mul, add, logits, labels, scratch)
+    return True
+
+
+_MLP_INTO = None
+
+
+def mlp_into_kernel():
+    """:func:`_mlp_into` compiled for exactly uint8 C-contiguous (N, K0), (N, H, W) and (N, C, H, W) images and
+    nothing else: numba's dispatcher refuses any other type with a TypeError instead of compiling for it (its
+    type check is the input check). Built (or loaded from numba's cache) on first use."""
+    global _MLP_INTO
+    if _MLP_INTO is None:
+        tail = "int64[::1], uint8[::1], int64[::1], float32[:, ::1]"
+        sigs = [f"boolean(uint8[{', '.join([':'] * (d - 1) + ['::1'])}], {tail})" for d in (2, 3, 4)]
+        _MLP_INTO = njit(sigs, cache=True)(_mlp_into)  # keeps the GIL: see _mlp_into
+    return _MLP_INTO
 
 
 class MlpNet:
@@ -259,6 +351,8 @@ class MlpNet:
 
     ``weights_t``: per layer (W, M) uint64 transposed words; ``thresholds``: per hidden layer (M,) int32;
     ``k``: per layer K; ``thr0`` (K0,) int32 input thresholds; ``mul`` / ``add`` (M_last,) float32.
+    ``into`` (:func:`mlp_into_kernel`) with ``meta``, ``blob`` and ``no_logits`` (0, M_last) is the
+    allocation-free call XnorReference's fast path makes.
     """
 
     def __init__(self, weights_t: list[np.ndarray], k: list[int], thresholds: list[np.ndarray],
@@ -267,10 +361,13 @@ class MlpNet:
         t_offsets = np.cumsum([0] + [t.size for t in thresholds] + [0])
         layout = np.array([[offsets[i], w.shape[0], w.shape[1], k[i], t_offsets[i]]
                            for i, w in enumerate(weights_t)], dtype=np.int64)
-        parts = [np.ascontiguousarray(thr0, dtype=np.int32),
+        # pixel >= t for a uint8 pixel is the same comparison with t clipped to [0, 256]: int16, 16 lanes a vector
+        thr16 = np.clip(np.asarray(thr0, dtype=np.int64), 0, 256).astype(np.int16)
+        scratch = np.zeros(int(_mlp_scratch_words(MLP_BLOCK, thr16.shape[0], layout)), np.uint64)
+        parts = [thr16,
                  np.concatenate([w.reshape(-1) for w in weights_t]).astype(np.uint64),
                  np.concatenate(thresholds).astype(np.int32) if thresholds else np.zeros(1, np.int32),
-                 np.ascontiguousarray(mul, dtype=np.float32), np.ascontiguousarray(add, dtype=np.float32)]
+                 np.ascontiguousarray(mul, dtype=np.float32), np.ascontiguousarray(add, dtype=np.float32), scratch]
         chunks, spans, pos = [], [], 0
         for part in parts:
             raw = part.view(np.uint8).reshape(-1)
@@ -281,6 +378,9 @@ class MlpNet:
         self.blob = np.concatenate(chunks)
         self.meta = np.array([thr0.shape[0], weights_t[-1].shape[1], len(weights_t), *spans, *layout.reshape(-1)],
                              dtype=np.int64)
+        assert self.meta.shape[0] == MLP_META_LAYOUT + layout.size
+        self.into = mlp_into_kernel()
+        self.no_logits = np.empty((0, weights_t[-1].shape[1]), np.float32)
 
     def __call__(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K0) uint8 C-contiguous pixels -> (logits float32 (N, M_last), labels int64 (N,))."""

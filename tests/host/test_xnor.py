@@ -8,6 +8,8 @@ the same integer accumulators and the same float32 logits, bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -192,3 +194,47 @@ def test_model_is_validated_once_not_per_call(backend: str, monkeypatch: pytest.
         make_engine(model, backend)  # building an engine does validate
     with pytest.raises(ValueError, match="783 values per image"):
         engine.predict(np.zeros((1, 783), dtype=np.uint8))
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not importable here (the compiled path is optional)")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(net=networks(), layout=st.sampled_from(["2d", "3d", "4d", "strided", "list", "int64", "readonly"]),
+       extreme=st.sampled_from([None, -300, 0, 1, 255, 256, 10**6]))
+def test_fast_path_matches_numpy_for_any_input_form(net, layout: str, extreme: int | None) -> None:
+    """predict / logits' allocation-free compiled call (host/xnor_numba._mlp_into: typed for uint8 C-contiguous
+    2-4-d arrays, int16 input thresholds clipped to [0, 256]) gives the numpy engine's labels and logits bit for
+    bit; inputs it does not take (strided, a list, another dtype, read-only) go the checked path with the same
+    result, and input thresholds outside the pixel range (negative, 256, huge) compare as they do in numpy."""
+    model, x = net
+    if extreme is not None:
+        thr = model.input_thresholds.copy()
+        thr[0, 0] = extreme
+        model = dataclasses.replace(model, input_thresholds=thr)
+    fast = XnorReference(model, backend="numba")
+    assert fast._fast is not None
+    want = XnorReference(model, backend="numpy").logits(x)
+    k0 = x.shape[1]
+    if layout == "3d":
+        x = x.reshape(len(x), 1, k0)
+    elif layout == "4d":
+        x = x.reshape(len(x), 1, 1, k0)
+    elif layout == "strided":
+        x = np.repeat(x, 2, axis=0)[::2]
+    elif layout == "list":
+        x = x.tolist()
+    elif layout == "int64":
+        x = x.astype(np.int64)
+    elif layout == "readonly":
+        x = x.copy()
+        x.flags.writeable = False
+    if layout == "int64":  # refused with the checked path's message, not computed on
+        with pytest.raises(TypeError, match="uint8"):
+            fast.predict(x)
+        return
+    if layout == "list":
+        with pytest.raises(TypeError, match="uint8"):
+            fast.predict(x)
+        x = np.asarray(x, dtype=np.uint8)
+    np.testing.assert_array_equal(fast.logits(x, batch_size=1), want)
+    np.testing.assert_array_equal(fast.predict(x), np.argmax(want, axis=1))
+    np.testing.assert_array_equal(fast.predict(x[:1], batch_size=1), np.argmax(want[:1], axis=1))
