@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -312,19 +313,30 @@ def binary_mac_ceiling(cpu: dict) -> dict:
             "formula": "width_bits x per_cycle x clock_ghz (one core)"}
 
 
-def _plan(conv: bool, engine: str, batch: int, repeats: int, numpy_conv_max_batch: int) -> tuple[int, int, int]:
-    """(images per timed call, repeats, warm-up calls) of one (engine, batch); the cuts keep the run short.
+def _plan(conv: bool, engine: str, batch: int, repeats: int, numpy_conv_max_batch: int,
+          rounds: int = 1) -> tuple[int, int, int]:
+    """(images per timed call, repeats, warm-up calls) of one (engine, batch) in one round; the cuts keep the run short.
 
     MLPs: the numpy path at batch > 1 gets a tenth of the repeats. Conv nets at batch > 1: a third of
-    the repeats and one warm-up for every engine (the top-1 check already ran each one),
-    and the numpy path at most ``numpy_conv_max_batch`` images per call.
+    the repeats, shared among the ``rounds`` (at least 3 a round), and one warm-up for every engine (the
+    top-1 check already ran each one), and the numpy path at most ``numpy_conv_max_batch`` images per call.
+    (larq_models/bench_lce.py's LceBench.plan cuts LCE's calls the same way.)
     """
     if not conv:
         return batch, (max(3, repeats // 10) if (engine == "xnor_numpy" and batch > 1) else repeats), 2
     if batch == 1:
         return 1, repeats, 2
     measured = min(batch, numpy_conv_max_batch) if engine == "xnor_numpy" else batch
-    return measured, max(3, repeats // 3), 1
+    return measured, max(3, repeats // 3 // rounds), 1
+
+
+def _checked_lce_rows(source: str, rows: list[dict], want: dict[str, str]) -> list[dict]:
+    """LCE rows of this run's networks: raises ValueError naming ``source`` when one timed another network."""
+    for r in rows:
+        if r.get("model") in want and r.get("model_sha256") != want[r["model"]]:
+            raise ValueError(f"{source}: LCE row {r['model']} batch {r['batch']} timed another network "
+                             f"(model_sha256 {r.get('model_sha256')!r}, this run's is {want[r['model']]!r})")
+    return rows
 
 
 def lce_rows(lce_json: str | Path, models: dict[str, XnorModel], batch_sizes: list[int]) -> tuple[list[dict], dict]:
@@ -336,10 +348,7 @@ def lce_rows(lce_json: str | Path, models: dict[str, XnorModel], batch_sizes: li
     data = json.loads(Path(lce_json).read_text())
     want = {f: manifest_sha256(build_manifest(m)) for f, m in models.items()}
     rows = [r for r in data.get("results", []) if r.get("model") in want and r.get("batch") in batch_sizes]
-    for r in rows:
-        if r.get("model_sha256") != want[r["model"]]:
-            raise ValueError(f"{lce_json}: LCE row {r['model']} batch {r['batch']} timed another network "
-                             f"(model_sha256 {r.get('model_sha256')!r}, this run's is {want[r['model']]!r})")
+    _checked_lce_rows(str(lce_json), rows, want)
     missing = [(f, b) for f in want for b in batch_sizes if not any(r["model"] == f and r["batch"] == b for r in rows)]
     if missing:
         raise ValueError(f"{lce_json}: no LCE rows for {missing}")
@@ -347,16 +356,45 @@ def lce_rows(lce_json: str | Path, models: dict[str, XnorModel], batch_sizes: li
     return rows, {**meta, "notes": data.get("notes", [])}
 
 
+# An LCE turn of an interleaved run: (family, batch, repeats, rounds) -> LCE's rows for that (family, batch), one per kernel
+# setting, in larq_models/bench_lce.py's layout (model_sha256 included). workflow/scripts/bench_xnor.py makes it
+# from a `python -m larq_models bench-lce-serve` process in the Larq environment; this world never starts one.
+LceTimer = Callable[[str, int, int, int], list[dict]]
+
+
+def _best_of_rounds(per_round: list[list[dict]]) -> list[dict]:
+    """Per (model, batch, engine), the round with the highest images/s, with every round's images/s beside it."""
+    best: dict[tuple, dict] = {}
+    seen: dict[tuple, list[float]] = {}
+    for rows in per_round:
+        for r in rows:
+            key = (r["model"], r["batch"], r["engine"])
+            seen.setdefault(key, []).append(r["images_per_s"])
+            if key not in best or r["images_per_s"] > best[key]["images_per_s"]:
+                best[key] = r
+    return [{**r, "rounds": len(seen[k]), "round_images_per_s": seen[k]} for k, r in best.items()]
+
+
 def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int], repeats: int,
                threads: int = 1, seed: int = 0, numpy_conv_max_batch: int = CONV_NUMPY_MAX_BATCH,
-               check_images: int = CHECK_IMAGES, lce_json: str | Path | None = None) -> dict:
+               check_images: int = CHECK_IMAGES, lce_json: str | Path | None = None,
+               lce_timer: LceTimer | None = None, lce_meta: dict | None = None, rounds: int = 1) -> dict:
     """Benchmark every (family, batch size, engine); write ``out_json``; return the results dict.
 
     ``check_images`` random images must get the same top-1 and logits from every engine before any timing.
-    ``lce_json``: Larq Compute Engine's timings of the same networks (larq_models/bench_lce.py, which checked
-    its logits against bnnflow's first); its rows join the table and each row gets its speedup over the best
-    LCE setting at the same (model, batch). Every row gets its binary GMAC/s as a fraction of this CPU's
-    ceiling (:func:`binary_mac_ceiling`).
+    Larq Compute Engine's timings of the same networks join the table, and each row gets its speedup over the
+    best LCE setting at the same (model, batch), from either
+
+    - ``lce_timer`` (:data:`LceTimer`, with ``lce_meta``: settings, checked_images, versions, notes): an
+      interleaved run. Each of ``rounds`` rounds takes every (model, batch) in turn and times LCE's settings,
+      then bnnflow's engines, back to back, so both see the same load; each (model, batch, engine) keeps its
+      best round (``round_images_per_s`` lists them all), and ``load_average_before`` / ``_after`` say what
+      the machine was doing; or
+    - ``lce_json``: a file larq_models/bench_lce.py wrote, timed at another time (one round, no interleaving).
+
+    larq_models/bench_lce.py checked LCE's logits against bnnflow's before timing. Every row gets its binary
+    GMAC/s as a fraction of this CPU's ceiling (:func:`binary_mac_ceiling`). Raises ValueError for an unknown
+    family, LCE rows of another network or missing ones, ``rounds`` < 1, or both LCE sources.
     """
     import torch
     from tqdm import tqdm
@@ -364,13 +402,20 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"bench_xnor: unknown model families {unknown}; known: {', '.join(FAMILIES)}")
+    if rounds < 1:
+        raise ValueError(f"bench_xnor: rounds must be >= 1, got {rounds}")
+    if lce_timer is not None and lce_json is not None:
+        raise ValueError("bench_xnor: LCE's rows come from lce_timer or from lce_json, not both")
+    load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
     engines = [f"xnor_{b}" for b in reversed(available_backends())] + ["torch_fp32"]
     nets = {f: family_model(f, seed) for f in families}
-    rows, notes = [], []
+    want = {f: manifest_sha256(build_manifest(m)) for f, (m, _) in nets.items()}
+    notes: list[str] = []
     jobs = [(f, b) for f in families for b in batch_sizes]
-    for family, batch in tqdm(jobs, desc="bench_xnor", unit="config"):
+    cases = {}
+    for family, batch in tqdm(jobs, desc="bench_xnor: build + check", unit="config"):
         model, shape = nets[family]
         x = rng.integers(0, 256, size=(batch, *shape), dtype=np.uint8)
         refs = {f"xnor_{b}": XnorReference(model, backend=b) for b in available_backends()}
@@ -379,25 +424,45 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
                             rng.integers(0, 256, size=(check_images, *shape), dtype=np.uint8))
         fns = {name: ref.predict for name, ref in refs.items()}
         fns["torch_fp32"] = lambda xb, f=torch_fn: np.argmax(f(xb), axis=1)
+        cases[family, batch] = (model, x, fns)
         for name in engines:
-            measured, reps, warmup = _plan(model.is_conv, name, batch, repeats, numpy_conv_max_batch)
+            measured, _, _ = _plan(model.is_conv, name, batch, repeats, numpy_conv_max_batch)
             if measured != batch:
                 notes.append(f"{family} batch {batch}: {name} timed on the first {measured} of the {batch} images "
                              f"per call (too slow for the default run); its images/s and speedup are at batch "
                              f"{measured}, compared with the other engines' at batch {batch}")
-            times = _time_calls(fns[name], x[:measured], reps, warmup=warmup)
-            p50 = float(np.median(times))
-            rows.append({
-                "model": family, "batch": batch, "measured_batch": measured, "engine": name, "repeats": reps,
-                "warmup_calls": warmup,
-                "latency_ms_p50": p50 * 1e3, "latency_ms_p99": float(np.percentile(times, 99)) * 1e3,
-                "images_per_s": measured / p50,
-            })
-    lce_meta = None
+    per_round: list[list[dict]] = []
+    with tqdm(total=rounds * len(jobs), desc="bench_xnor: timing" + (" (LCE, then bnnflow)" if lce_timer else ""),
+              unit="config") as bar:
+        for rnd in range(rounds):
+            rows: list[dict] = []
+            for family, batch in jobs:
+                if lce_timer is not None:  # LCE's turn, then bnnflow's at once: the same load for both
+                    got = [r for r in lce_timer(family, batch, repeats, rounds) if r.get("model") == family]
+                    if not any(r.get("batch") == batch for r in got):
+                        raise ValueError(f"bench_xnor: the LCE process gave no rows for {family} batch {batch}")
+                    rows += [{k: v for k, v in r.items() if k != "model_sha256"}
+                             for r in _checked_lce_rows("the LCE process", got, want) if r.get("batch") == batch]
+                model, x, fns = cases[family, batch]
+                for name in engines:
+                    measured, reps, warmup = _plan(model.is_conv, name, batch, repeats, numpy_conv_max_batch, rounds)
+                    times = _time_calls(fns[name], x[:measured], reps, warmup=warmup)
+                    p50 = float(np.median(times))
+                    rows.append({
+                        "model": family, "batch": batch, "measured_batch": measured, "engine": name, "repeats": reps,
+                        "warmup_calls": warmup,
+                        "latency_ms_p50": p50 * 1e3, "latency_ms_p99": float(np.percentile(times, 99)) * 1e3,
+                        "images_per_s": measured / p50,
+                    })
+                bar.update()
+            per_round.append(rows)
+    rows = _best_of_rounds(per_round)
     if lce_json is not None:
         extra, lce_meta = lce_rows(lce_json, {f: m for f, (m, _) in nets.items()}, batch_sizes)
         rows += [{k: v for k, v in r.items() if k != "model_sha256"} for r in extra]
-        notes += lce_meta.pop("notes")
+    if lce_meta is not None:
+        lce_meta = dict(lce_meta)
+        notes += lce_meta.pop("notes", [])
     cpu = cpu_info()
     ceiling = binary_mac_ceiling(cpu)
     best = "xnor_numba" if "xnor_numba" in engines else "xnor_numpy"
@@ -420,21 +485,29 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
             summary[f"{key}_speedup_x"] = round(row["speedup_vs_torch_fp32_x"], 2)
             if lce:
                 summary[f"{key}_vs_best_lce_x"] = round(row["speedup_vs_best_lce_x"], 2)
+    load_after = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result = {
         "what": "XNOR-popcount reference vs the same +1/-1 network in PyTorch fp32"
                 + (" and in Larq Compute Engine" if lce_meta else "") + ", random weights",
         "reference_engine": best,
         "threads": threads,
         "top1_checked_images": check_images,
+        "rounds": rounds,
+        "lce_interleaved": lce_timer is not None,
         "measured": ("per (model, batch, engine): median / p99 latency of one call on `measured_batch` images "
-                     "over `repeats` timed calls after `warmup_calls`; images_per_s = measured_batch / median; "
-                     "speedup = images_per_s / torch_fp32's (or the best lce_* engine's) at the same `batch`; "
-                     "fraction_of_ceiling = binary_gmac_per_s / binary_mac_ceiling.gmac_per_s"),
+                     "over `repeats` timed calls after `warmup_calls`, in each of `rounds` rounds (a round times every "
+                     "(model, batch) in turn: LCE's settings, then bnnflow's engines, back to back, where "
+                     "`lce_interleaved`); the row is the round with the highest images/s (`round_images_per_s`: all); "
+                     "images_per_s = measured_batch / median; speedup = images_per_s / torch_fp32's (or the best lce_* "
+                     "engine's) at the same `batch`; fraction_of_ceiling = binary_gmac_per_s / "
+                     "binary_mac_ceiling.gmac_per_s"),
         "notes": notes,
         "versions": _versions(),
         "cpu": cpu,
         "binary_mac_ceiling": ceiling,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average": load_after,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "lce": lce_meta,
         "summary": summary,
         "results": rows,

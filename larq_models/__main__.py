@@ -4,6 +4,7 @@
     python -m larq_models import --model tfc_w1a1_larq --model-file user.h5 --dataset ... --out-dir DIR --recipe JSON
     python -m larq_models export --model-file DIR/model.h5 --dataset ... --out-dir DIR [--golden-samples N --seed S]
     python -m larq_models bench-lce --nets tfc.npz cnv.npz --batch-sizes 1 1000 --repeats 30 --out lce.json
+    python -m larq_models bench-lce-serve --nets tfc.npz cnv.npz --batch-sizes 1 1000   (JSON lines on stdin / stdout)
 
 ``--train-subset`` / ``--test-subset`` take N or ``null``. Exit status 0 done, 2 refused input (an unknown
 name, a bad recipe, a corrupt or unconvertible model file: the message names the file / layer and why;
@@ -45,7 +46,27 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--batch-sizes", nargs="+", type=int, required=True)
     b.add_argument("--repeats", type=int, required=True)
     b.add_argument("--out", required=True, help="JSON to write")
+    v = sub.add_parser("bench-lce-serve", help="convert + check bench nets, then time one (net, batch) per request "
+                       "line on stdin, replies on stdout (larq_models.bench_lce.serve)")
+    v.add_argument("--nets", nargs="+", required=True, help="bench net .npz files (hw_builds/xnor_bench.py)")
+    v.add_argument("--batch-sizes", nargs="+", type=int, required=True)
     args = p.parse_args(argv)
+    if args.command == "bench-lce-serve":
+        import os
+
+        from larq_models.bench_lce import BenchNetError, BenchRequestError, LceBench, serve
+
+        # the replies get the real stdout to themselves; anything else printing there (TFLite's C++ "INFO:" lines,
+        # tqdm) goes to stderr, the rule's log
+        replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+        try:
+            serve(LceBench(args.nets, args.batch_sizes), sys.stdin, replies)
+        except (BenchNetError, BenchRequestError) as err:
+            print(f"larq_models bench-lce-serve: {err}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "bench-lce":
         from larq_models.bench_lce import BenchNetError, bench_lce
 

@@ -30,10 +30,12 @@ for every kernel setting before anything is timed.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import time
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -51,6 +53,10 @@ SLOW_SETTING_MAX_BATCH = 100  # the reference kernel on a conv net at a large ba
 
 class BenchNetError(ValueError):
     """A bench net file that is missing keys or inconsistent."""
+
+
+class BenchRequestError(ValueError):
+    """A timing request :func:`serve` cannot answer (not JSON, missing keys, a net or batch it has not converted)."""
 
 
 def load_bench_net(path: str | Path) -> dict:
@@ -178,9 +184,100 @@ def _time_calls(fn, x: np.ndarray, repeats: int, warmup: int) -> np.ndarray:
     return times
 
 
+class LceBench:
+    """The bench nets converted and checked once, then timed on request (:meth:`time`), one (net, batch) at a time.
+
+    Building it loads every net, converts it for each batch size, checks that LCE's converter made an
+    ``LceBconv2d`` op and that every kernel setting gives bnnflow's logits bit for bit (else AssertionError:
+    nothing is timed). :func:`bench_lce` times every row once; :func:`serve` lets the main world's benchmark
+    ask for one row at a time, so that LCE and bnnflow take turns under the same load.
+    """
+
+    def __init__(self, net_paths: list[str | Path], batch_sizes: list[int], settings: list[str] | None = None,
+                 slow_max_batch: int = SLOW_SETTING_MAX_BATCH, progress: bool = True):
+        import tensorflow as tf
+        from tqdm import tqdm
+
+        logging.getLogger("larq").setLevel(logging.ERROR)  # "binary weight quantizer without kernel_constraint"
+        self.settings = list(settings or KERNEL_SETTINGS)
+        unknown = [s for s in self.settings if s not in KERNEL_SETTINGS]
+        if unknown:
+            raise ValueError(f"bench_lce: unknown kernel settings {unknown}; known: {', '.join(KERNEL_SETTINGS)}")
+        self.batch_sizes = sorted(set(batch_sizes))
+        self.nets = {}
+        self.notes: list[str] = []
+        # (family, batch, setting) -> (flatbuffer, measured batch); an interpreter is made per request (a conv net's
+        # activations at batch 1000 are hundreds of MB per interpreter)
+        self._fb: dict[tuple[str, int, str], tuple[bytes, int]] = {}
+        self._x: dict[tuple[str, int], np.ndarray] = {}
+        rng = np.random.default_rng(0)
+        for path in tqdm(net_paths, desc="bench_lce: convert + check", unit="net", disable=not progress):
+            net = load_bench_net(path)
+            family = str(net["family"])
+            self.nets[family] = net
+            conv = int(net["input_shape"][0]) > 1
+            fbs = {b: convert(build_larq_model(net, b)) for b in self.batch_sizes}
+            binary_layers = sum(bool(net[f"layer{i}_binary_in"]) for i in range(int(net["n_layers"])))
+            if binary_layers and b"LceBconv2d" not in fbs[min(fbs)]:
+                raise AssertionError(f"bench_lce {family}: LCE's converter made no LceBconv2d (binary kernel) op; "
+                                     "it would time float convolutions")
+            check_same_network(net, {b: fbs[b] for b in (min(fbs), max(fbs))}, self.settings)
+            for batch in self.batch_sizes:
+                self._x[family, batch] = rng.integers(0, 256, size=(batch, *net["input_shape"])).astype(np.float32)
+                for setting in self.settings:
+                    measured = batch
+                    if conv and batch > 1 and setting == "reference" and batch > slow_max_batch:
+                        measured = slow_max_batch
+                        self.notes.append(f"{family} batch {batch}: lce_reference timed on {measured}-image calls (a "
+                                          f"model converted for batch {measured}); its images/s is at batch {measured}")
+                    fb = fbs[batch] if measured == batch else convert(build_larq_model(net, measured))
+                    self._fb[family, batch, setting] = (fb, measured)
+            tf.keras.backend.clear_session()
+
+    def plan(self, family: str, batch: int, repeats: int, rounds: int = 1) -> tuple[int, int]:
+        """(timed calls, warm-up calls) of one row in one of ``rounds`` rounds: conv nets at a batch > 1 get a third
+        of ``repeats`` shared among the rounds (at least 3 a round) and one warm-up (as hw_builds/xnor_bench.py's
+        plan for bnnflow's engines)."""
+        conv = int(self.nets[family]["input_shape"][0]) > 1
+        return (max(3, repeats // 3 // rounds), 1) if (conv and batch > 1) else (repeats, 2)
+
+    def time(self, family: str, batch: int, repeats: int, rounds: int = 1) -> list[dict]:
+        """One row per kernel setting for (``family``, ``batch``): latency_ms_p50 / p99 of one interpreter call on
+        ``measured_batch`` images over the :meth:`plan`'s timed calls, images_per_s = measured_batch / p50.
+        A fresh interpreter per setting, warmed up by the plan's warm-up calls. Raises KeyError for a (family,
+        batch) that was not converted."""
+        if (family, batch) not in self._x:
+            raise KeyError(f"bench_lce: no converted net for {family} at batch {batch} "
+                           f"(nets: {sorted(self.nets)}, batch sizes: {self.batch_sizes})")
+        reps, warmup = self.plan(family, batch, repeats, rounds)
+        rows = []
+        for setting in self.settings:
+            fb, measured = self._fb[family, batch, setting]
+            interp = interpreter(fb, setting)
+            times = _time_calls(lambda xb, it=interp: _run(it, xb), self._x[family, batch][:measured], reps, warmup)
+            p50 = float(np.median(times))
+            rows.append({"model": family, "batch": batch, "measured_batch": measured, "engine": f"lce_{setting}",
+                         "repeats": reps, "warmup_calls": warmup, "latency_ms_p50": p50 * 1e3,
+                         "latency_ms_p99": float(np.percentile(times, 99)) * 1e3,
+                         "images_per_s": measured / p50, "model_sha256": str(self.nets[family]["model_sha256"])})
+        return rows
+
+    def meta(self) -> dict:
+        """What a result file says besides its rows: settings, checked images per net, versions, notes."""
+        import larq_compute_engine
+        import tensorflow as tf
+
+        return {"settings": {s: KERNEL_SETTINGS[s] for s in self.settings},
+                "checked_images": {f: int(len(net["check_x"])) for f, net in self.nets.items()},
+                "versions": {"larq_compute_engine": larq_compute_engine.__version__, "tensorflow": tf.__version__,
+                             "numpy": np.__version__, "python": platform.python_version()},
+                "notes": list(self.notes)}
+
+
 def bench_lce(net_paths: list[str | Path], batch_sizes: list[int], repeats: int, out_json: str | Path,
               settings: list[str] | None = None, slow_max_batch: int = SLOW_SETTING_MAX_BATCH) -> dict:
-    """Time LCE on every bench net x batch size x kernel setting; write ``out_json``; return the dict.
+    """Time LCE on every bench net x batch size x kernel setting once (:class:`LceBench`); write ``out_json``;
+    return the dict.
 
     Rows: model, batch, measured_batch, engine (``lce_<setting>``), repeats, latency_ms_p50 / p99 of one
     interpreter call on ``measured_batch`` images (float32 NHWC input already in place; the pixels' layout
@@ -188,55 +285,42 @@ def bench_lce(net_paths: list[str | Path], batch_sizes: list[int], repeats: int,
     repeats; the reference kernel there runs on at most ``slow_max_batch`` images per call (``notes`` says so).
     Raises BenchNetError for a bad file, AssertionError if LCE computes another network.
     """
-    import larq_compute_engine
-    import tensorflow as tf
-    from tqdm import tqdm
-
-    logging.getLogger("larq").setLevel(logging.ERROR)  # "binary weight quantizer without kernel_constraint": no training here
-    settings = list(settings or KERNEL_SETTINGS)
-    unknown = [s for s in settings if s not in KERNEL_SETTINGS]
-    if unknown:
-        raise ValueError(f"bench_lce: unknown kernel settings {unknown}; known: {', '.join(KERNEL_SETTINGS)}")
-    nets = [load_bench_net(p) for p in net_paths]
-    rows, notes = [], []
-    rng = np.random.default_rng(0)
-    for net in tqdm(nets, desc="bench_lce", unit="net"):
-        family = str(net["family"])
-        conv = int(net["input_shape"][0]) > 1
-        fbs = {b: convert(build_larq_model(net, b)) for b in sorted(set(batch_sizes))}
-        binary_layers = sum(bool(net[f"layer{i}_binary_in"]) for i in range(int(net["n_layers"])))
-        if binary_layers and b"LceBconv2d" not in fbs[min(fbs)]:
-            raise AssertionError(f"bench_lce {family}: LCE's converter made no LceBconv2d (binary kernel) op; "
-                                 "it would time float convolutions")
-        check_batches = {b: fbs[b] for b in (min(fbs), max(fbs))}
-        check_same_network(net, check_batches, settings)
-        for batch in sorted(set(batch_sizes)):
-            x = rng.integers(0, 256, size=(batch, *net["input_shape"])).astype(np.float32)
-            for setting in settings:
-                measured = batch
-                if conv and batch > 1 and setting == "reference" and batch > slow_max_batch:
-                    measured = slow_max_batch
-                    notes.append(f"{family} batch {batch}: lce_reference timed on {measured}-image calls (a model "
-                                 f"converted for batch {measured}); its images/s is at batch {measured}")
-                fb = fbs[batch] if measured == batch else convert(build_larq_model(net, measured))
-                interp = interpreter(fb, setting)
-                reps, warmup = (max(3, repeats // 3), 1) if (conv and batch > 1) else (repeats, 2)
-                times = _time_calls(lambda xb, it=interp: _run(it, xb), x[:measured], reps, warmup)
-                p50 = float(np.median(times))
-                rows.append({"model": family, "batch": batch, "measured_batch": measured, "engine": f"lce_{setting}",
-                             "repeats": reps, "warmup_calls": warmup, "latency_ms_p50": p50 * 1e3,
-                             "latency_ms_p99": float(np.percentile(times, 99)) * 1e3,
-                             "images_per_s": measured / p50, "model_sha256": str(net["model_sha256"])})
-            tf.keras.backend.clear_session()
+    bench = LceBench(net_paths, batch_sizes, settings, slow_max_batch)
+    rows = [row for family in bench.nets for batch in bench.batch_sizes for row in bench.time(family, batch, repeats)]
     result = {
         "what": "Larq Compute Engine on the bench nets, one thread per kernel setting; logits checked equal to "
                 "bnnflow's first",
-        "settings": {s: KERNEL_SETTINGS[s] for s in settings},
-        "checked_images": {str(net["family"]): int(len(net["check_x"])) for net in nets},
-        "versions": {"larq_compute_engine": larq_compute_engine.__version__, "tensorflow": tf.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
-        "notes": notes,
+        **bench.meta(),
         "results": rows,
     }
     write_json_atomic(out_json, result)
     return result
+
+
+def serve(bench: LceBench, requests: IO[str], replies: IO[str]) -> int:
+    """Answer timing requests, one JSON object a line, until ``requests`` ends; returns the number answered.
+
+    First writes ``{"ready": meta}`` (:meth:`LceBench.meta`). Each request ``{"model": family, "batch": B,
+    "repeats": R, "rounds": N}`` (rounds optional, 1) gets ``{"rows": [...]}`` (:meth:`LceBench.time`); a request it cannot answer (not JSON, an
+    unknown net or batch) gets ``{"error": "..."}``, then BenchRequestError is raised. Every reply is flushed at once: the
+    main world's benchmark (workflow/scripts/bench_xnor.py) times bnnflow's turn as soon as LCE's is over.
+    """
+    def reply(obj: dict) -> None:
+        replies.write(json.dumps(obj) + "\n")
+        replies.flush()
+
+    reply({"ready": bench.meta()})
+    answered = 0
+    for line in requests:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+            rows = bench.time(str(req["model"]), int(req["batch"]), int(req["repeats"]), int(req.get("rounds", 1)))
+        except (ValueError, KeyError, TypeError) as err:
+            message = f"bench_lce serve: request {line.strip()!r}: {err}"
+            reply({"error": message})
+            raise BenchRequestError(message) from err
+        reply({"rows": rows})
+        answered += 1
+    return answered

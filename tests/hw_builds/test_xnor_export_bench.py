@@ -122,6 +122,52 @@ def test_lce_rows_join_with_speedup_over_the_best_setting(tmp_path: Path) -> Non
     assert not (tmp_path / "y.json").exists()
 
 
+def test_interleaved_rounds_take_turns_with_lce_and_keep_each_engines_best_round(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an LCE timer (workflow/scripts/bench_xnor.py's LCE process), every round times LCE's settings on a
+    (model, batch) right before bnnflow's engines on it; each (model, batch, engine) keeps its best round, the
+    JSON lists every round and the load average around the run; rows of another network are refused."""
+    import hw_builds.xnor_bench as xb
+    from host.xnor_format import build_manifest, manifest_sha256
+
+    sha = manifest_sha256(build_manifest(xb.family_model("tfc", 1)[0]))
+    calls: list[tuple] = []
+    real_time_calls = xb._time_calls
+    monkeypatch.setattr(xb, "_time_calls", lambda fn, x, reps, warmup: (calls.append(("bnnflow", len(x))),
+                                                                         real_time_calls(fn, x, reps, warmup))[1])
+    rates = iter([1000.0, 3000.0, 2000.0, 500.0, 700.0, 600.0])  # (batch 1, batch 5) per round, one setting
+
+    def lce(family: str, batch: int, repeats: int, rounds: int) -> list[dict]:
+        calls.append(("lce", batch))
+        assert (family, repeats, rounds) == ("tfc", 3, 3)
+        r = next(rates)
+        return [{"model": family, "batch": batch, "measured_batch": batch, "engine": "lce_default", "repeats": 3,
+                 "warmup_calls": 2, "latency_ms_p50": batch / r * 1e3, "latency_ms_p99": batch / r * 1e3,
+                 "images_per_s": r, "model_sha256": sha}]
+
+    meta = {"settings": {"default": {}}, "checked_images": {"tfc": 8}, "versions": {"larq_compute_engine": "x"},
+            "notes": ["from the LCE process"]}
+    result = bench_xnor(tmp_path / "x.json", ["tfc"], [1, 5], repeats=3, seed=1, check_images=16, lce_timer=lce,
+                        lce_meta=meta, rounds=3)
+    engines = len([r for r in result["results"] if r["batch"] == 1 and not r["engine"].startswith("lce_")])
+    turn = [("lce", 1)] + [("bnnflow", 1)] * engines + [("lce", 5)] + [("bnnflow", 5)] * engines
+    assert calls == turn * 3  # LCE, then bnnflow, per (model, batch), round after round
+    rows = {(r["batch"], r["engine"]): r for r in result["results"]}
+    assert rows[1, "lce_default"]["images_per_s"] == 2000.0 and rows[5, "lce_default"]["images_per_s"] == 3000.0
+    assert rows[1, "lce_default"]["round_images_per_s"] == [1000.0, 2000.0, 700.0]
+    ref = rows[1, result["reference_engine"]]
+    assert ref["rounds"] == 3 and ref["images_per_s"] == max(ref["round_images_per_s"])
+    assert ref["speedup_vs_best_lce_x"] == pytest.approx(ref["images_per_s"] / 2000.0)
+    assert result["lce_interleaved"] and result["rounds"] == 3 and "from the LCE process" in result["notes"]
+    assert result["lce"]["versions"] == {"larq_compute_engine": "x"} and "model_sha256" not in ref
+    assert len(result["load_average_before"]) == 3 and result["load_average_after"] == result["load_average"]
+    rates = iter([1000.0] * 6)
+    with pytest.raises(ValueError, match="the LCE process: LCE row tfc batch 1 timed another network"):
+        bench_xnor(tmp_path / "y.json", ["tfc"], [1, 5], repeats=3, seed=2, check_images=16,
+                   lce_timer=lambda f, b, r, n: lce(f, b, r, 3), lce_meta=meta, rounds=3)
+    assert not (tmp_path / "y.json").exists()
+
+
 @pytest.mark.parametrize("cpu, width, rate", [
     ({"avx512_vpopcntdq": True, "cpu_mhz": 2000.0}, 512, 1),
     ({"vendor": "AuthenticAMD", "cpu_family": 25, "popcnt": True, "avx2": True, "cpu_mhz": 2500.0}, 64, 4),

@@ -8,6 +8,7 @@ differential test of LCE against bnnflow on random MLPs and CNV-like conv nets. 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -17,8 +18,8 @@ import pytest
 from host.xnor import XnorReference
 from host.xnor_random import random_conv_model, random_xnor_model
 from hw_builds.xnor_bench import bench_net_arrays
-from larq_models.bench_lce import (KERNEL_SETTINGS, BenchNetError, bench_lce, build_larq_model,
-                                   check_same_network, convert, load_bench_net)
+from larq_models.bench_lce import (KERNEL_SETTINGS, BenchNetError, BenchRequestError, LceBench, bench_lce,
+                                   build_larq_model, check_same_network, convert, load_bench_net, serve)
 
 pytestmark = pytest.mark.larq_env
 
@@ -87,3 +88,26 @@ def test_bad_bench_net_file_is_refused_naming_it(tmp_path: Path) -> None:
     junk.write_bytes(b"not a zip")
     with pytest.raises(BenchNetError, match="junk.npz: not a readable"):
         load_bench_net(junk)
+
+
+def test_serve_times_one_net_and_batch_per_request(tmp_path: Path) -> None:
+    """The interleaved benchmark's protocol (workflow/scripts/bench_xnor.py asks, one JSON line a request): a ready
+    line with the versions, then LCE's rows for exactly the (net, batch) asked, every setting; a request for a batch
+    that was not converted gets an error line and BenchRequestError."""
+    path = _write_net(tmp_path, "mlp", random_xnor_model([100, 70, 10], np.random.default_rng(6)), n=8)
+    bench = LceBench([path], [1, 3], settings=["default", "indirect_bgemm"], progress=False)
+    requests = io.StringIO('{"model": "mlp", "batch": 3, "repeats": 4, "rounds": 2}\n\n'
+                           '{"model": "mlp", "batch": 1, "repeats": 3}\n')
+    replies = io.StringIO()
+    assert serve(bench, requests, replies) == 2
+    lines = [json.loads(line) for line in replies.getvalue().splitlines()]
+    assert lines[0]["ready"]["versions"]["larq_compute_engine"] == "0.16.0"
+    assert lines[0]["ready"]["checked_images"] == {"mlp": 8}
+    first, second = lines[1]["rows"], lines[2]["rows"]
+    assert [(r["batch"], r["engine"], r["repeats"]) for r in first] == [(3, "lce_default", 4), (3, "lce_indirect_bgemm", 4)]
+    assert [(r["batch"], r["repeats"]) for r in second] == [(1, 3), (1, 3)]
+    assert all(r["model"] == "mlp" and r["model_sha256"] == "sha-mlp" for r in first + second)
+    replies = io.StringIO()
+    with pytest.raises(BenchRequestError, match="no converted net for mlp at batch 7"):
+        serve(bench, io.StringIO('{"model": "mlp", "batch": 7, "repeats": 3}\n'), replies)
+    assert "error" in json.loads(replies.getvalue().splitlines()[-1])

@@ -55,8 +55,9 @@ rule verify_xnor:
 
 
 # The XNOR benchmark's peer, Larq Compute Engine (xnor.bench_lce): the same random networks go to the Larq world as
-# files (results/bench/nets/{family}.npz, with bnnflow's logits on check images), LCE is timed there in .venv-larq
-# (larq_models/bench_lce.py: converted, logits checked equal, every kernel setting), and bench_xnor joins its rows.
+# files (results/bench/nets/{family}.npz, with bnnflow's logits on check images); bench_xnor starts LCE's timing
+# process in .venv-larq (larq_models/bench_lce.py: converted, logits checked equal, every kernel setting) and takes
+# turns with it, (net, batch) by (net, batch), round by round, so that both are timed under the same load.
 # (shutil, sys and LARQ_PYTHON come from larq.smk, included before this file.)
 if config["xnor"]["bench_lce"] and not shutil.which(LARQ_PYTHON):
     # refused environment: one line, exit 2, as refuse_invalid_config
@@ -84,37 +85,15 @@ rule bench_net:
         "../scripts/bench_net.py"
 
 
-rule bench_lce:
-    input:
-        nets=expand("results/bench/nets/{family}.npz", family=config["xnor"]["bench_models"]),
-    output:
-        "results/bench/lce.json",
-    log:
-        "logs/bench_lce/lce.log",
-    benchmark:
-        "benchmarks/bench_lce/lce.tsv"
-    threads: 1
-    resources:
-        **stage_resources("bench_xnor"),
-    conda:
-        "../envs/larq.yml"
-    params:
-        python=LARQ_PYTHON,
-        repo=workflow.basedir,
-        batch_sizes=" ".join(str(b) for b in config["xnor"]["bench_batch_sizes"]),
-        repeats=config["xnor"]["bench_repeats"],
-    shell:
-        "PYTHONPATH={params.repo:q} {params.python:q} -m larq_models bench-lce --nets {input.nets:q}"
-        " --batch-sizes {params.batch_sizes} --repeats {params.repeats} --out {output:q} > {log:q} 2>&1"
-
-
 rule bench_xnor:
     input:
-        **({"lce": "results/bench/lce.json"} if config["xnor"]["bench_lce"] else {}),
+        **({"nets": expand("results/bench/nets/{family}.npz", family=config["xnor"]["bench_models"])}
+           if config["xnor"]["bench_lce"] else {}),
     output:
         report("results/bench/xnor.json", category="Benchmarks", labels={"file": "xnor"}),
     log:
-        "logs/bench_xnor/xnor.log",
+        main="logs/bench_xnor/xnor.log",
+        lce="logs/bench_xnor/lce.log",
     benchmark:
         "benchmarks/bench_xnor/xnor.tsv"
     threads: config["xnor"]["bench_threads"]
@@ -126,6 +105,9 @@ rule bench_xnor:
         families=config["xnor"]["bench_models"],
         batch_sizes=config["xnor"]["bench_batch_sizes"],
         repeats=config["xnor"]["bench_repeats"],
+        rounds=config["xnor"]["bench_rounds"],
         seed=config["xnor"]["bench_seed"],
+        python=LARQ_PYTHON,  # LCE's timing process (with xnor.bench_lce)
+        repo=workflow.basedir,
     script:
         "../scripts/bench_xnor.py"
