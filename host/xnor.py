@@ -136,8 +136,10 @@ class XnorReference:
         self._chunk = max(1, (1 << 22) // per_image)
         # a w1a1 MLP on the compiled backend runs as one compiled call per batch (no per-layer Python)
         self._net = self._compiled_mlp() if kernels is not None else None
-        # predict / logits' fast path: (compiled call, meta, blob, empty logits) of the whole-network kernel
-        self._fast = None if self._net is None else (self._net.into, self._net.meta, self._net.blob, self._net.no_logits)
+        # predict / logits' fast path: the whole-network kernel's allocation-free calls and its constants
+        net = self._net
+        self._fast_predict = None if net is None else (net.predict_into, net.blob)
+        self._fast_logits = None if net is None else (net.logits_into, net.blob, net.m_last)
 
     def _compiled_mlp(self):
         """The whole-network kernel (host/xnor_numba.MlpNet) where every layer is dense w1a1, else None."""
@@ -372,12 +374,13 @@ class XnorReference:
 
     def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """float32 (N, M_last): acc * output_mul + output_add, as FINN's trailing Mul/Add compute it."""
-        fast = self._fast
+        fast = self._fast_logits
         if fast is not None and batch_size >= 1:  # as in predict: the compiled call checks the input's type
+            call, blob, m = fast
             try:
                 n = len(x)
-                labels, logits = np.empty(n, np.int64), np.empty((n, fast[3].shape[1]), np.float32)
-                if fast[0](x, fast[1], fast[2], labels, logits):
+                labels, logits = np.empty(n, np.int64), np.empty((n, m), np.float32)
+                if call(x, blob, labels, logits):
                     return logits
             except TypeError:
                 pass
@@ -387,15 +390,16 @@ class XnorReference:
         """Top-1 class per image, int64 (N,); ties go to the lowest index (np.argmax).
 
         A w1a1 MLP on the compiled backend takes a uint8 C-contiguous (N, ...) array straight into one compiled
-        call (host/xnor_numba._mlp_into), which is typed for exactly that: numba's dispatcher is the dtype /
+        call (host/xnor_numba._mlp_predict_into), which is typed for exactly that: numba's dispatcher is the dtype /
         layout check, the call checks the sizes; anything else (another dtype, a list, a strided view, a wrong
         size) goes the checked way below, which converts it or says what is wrong.
         """
-        fast = self._fast
+        fast = self._fast_predict
         if fast is not None and batch_size >= 1:
+            call, blob = fast
             try:
                 labels = np.empty(len(x), np.int64)
-                if fast[0](x, fast[1], fast[2], labels, fast[3]):
+                if call(x, blob, labels):
                     return labels
             except TypeError:  # numba: "No matching definition" (not a uint8 C-contiguous 2-4-d array), or no len()
                 pass

@@ -266,10 +266,22 @@ def _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels, scratch):
             a, b = b, a
 
 
+MLP_META_LAYOUT = 15  # meta: k0, m_last, L, 5 x (byte offset, length) of thr0 / w / thr / mul / add, scratch's, layout
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _mlp_unpack(meta, blob):
-    """The constant arrays of one network from ``meta`` / ``blob`` (see :class:`MlpNet`): thr0, w, layout, thr, mul,
+def _mlp_meta(blob):
+    """The int64 ``meta`` index at the head of an MlpNet blob: k0, m_last, L, byte offset and length of thr0, w,
+    thr, mul, add and the scratch area, then the (L, 5) layout (a view, no copy)."""
+    n_layers = blob[: 8 * MLP_META_LAYOUT].view(np.int64)[2]
+    return blob[: 8 * (MLP_META_LAYOUT + 5 * n_layers)].view(np.int64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mlp_unpack(blob):
+    """The constant arrays of one network from its blob (see :class:`MlpNet`): meta, thr0, w, layout, thr, mul,
     add, views of the blob (no copy)."""
+    meta = _mlp_meta(blob)
     n_layers = meta[2]
     thr0 = blob[meta[3] : meta[3] + meta[4]].view(np.int16)
     w = blob[meta[5] : meta[5] + meta[6]].view(np.uint64)
@@ -277,20 +289,16 @@ def _mlp_unpack(meta, blob):
     mul = blob[meta[9] : meta[9] + meta[10]].view(np.float32)
     add = blob[meta[11] : meta[11] + meta[12]].view(np.float32)
     layout = meta[MLP_META_LAYOUT : MLP_META_LAYOUT + 5 * n_layers].reshape(n_layers, 5)
-    return thr0, w, layout, thr, mul, add
-
-
-MLP_META_LAYOUT = 15  # meta: k0, m_last, L, 5 x (byte offset, length) of thr0 / w / thr / mul / add, scratch's, layout
+    return meta, thr0, w, layout, thr, mul, add
 
 
 @njit(cache=True, nogil=True)
-def _mlp_run(x, meta, blob):
-    """_mlp_forward with its constant arrays unpacked from one byte blob (3 arguments: numba's per-call cost
-    grows with the argument count). ``meta`` int64: k0, m_last, L, then byte offset and length of thr0, w, thr,
-    mul, add and the scratch area in ``blob``, then the (L, 5) layout. Returns (logits (N, M_last) float32,
-    labels (N,) int64). Its own scratch (nogil: threads may share the network)."""
+def _mlp_run(x, blob):
+    """_mlp_forward on x (N, K0) uint8 with its constants from one byte blob (numba's per-call cost grows with the
+    argument count). Returns (logits (N, M_last) float32, labels (N,) int64). Its own scratch (nogil: threads may
+    share the network)."""
     n = x.shape[0]
-    thr0, w, layout, thr, mul, add = _mlp_unpack(meta, blob)
+    meta, thr0, w, layout, thr, mul, add = _mlp_unpack(blob)
     logits = np.empty((n, meta[1]), np.float32)
     labels = np.empty(n, np.int64)
     scratch = np.empty(_mlp_scratch_words(n, meta[0], layout), np.uint64)
@@ -299,60 +307,72 @@ def _mlp_run(x, meta, blob):
 
 
 @njit(cache=True, nogil=True)
-def _mlp_labels(x, meta, blob):
+def _mlp_labels(x, blob):
     """:func:`_mlp_run`'s top-1 only (int64 (N,)): one array to hand back to Python instead of two."""
     n = x.shape[0]
-    thr0, w, layout, thr, mul, add = _mlp_unpack(meta, blob)
+    meta, thr0, w, layout, thr, mul, add = _mlp_unpack(blob)
     labels = np.empty(n, np.int64)
     scratch = np.empty(_mlp_scratch_words(n, meta[0], layout), np.uint64)
     _mlp_forward(x, thr0, w, layout, thr, mul, add, np.empty((0, meta[1]), np.float32), labels, scratch)
     return labels
 
 
-def _mlp_into(x, meta, blob, labels, logits):
-    """The call behind XnorReference.predict / logits' fast path (compiled by :func:`mlp_into_kernel`): x (N, ...)
-    uint8 C-contiguous with K0 values per image; labels (N,) int64 and logits (N, M_last) float32 (or (0, M_last):
-    labels only) filled in place. Returns False, computing nothing, where a size does not fit.
-
-    No allocation: the scratch is the blob's own area. That is safe because this kernel keeps the GIL (no
-    ``nogil``): two threads never run it at once, and it never calls back into Python.
-    """
+@njit(cache=True, inline="always")
+def _mlp_into_impl(x, blob, labels, logits):
     n = x.shape[0]
     per_image = 1
     for d in x.shape[1:]:
         per_image *= d
+    meta, thr0, w, layout, thr, mul, add = _mlp_unpack(blob)
     if per_image != meta[0] or labels.shape[0] != n or (logits.shape[0] != 0 and logits.shape[0] != n) \
             or logits.shape[1] != meta[1]:
         return False
-    thr0, w, layout, thr, mul, add = _mlp_unpack(meta, blob)
     scratch = blob[meta[13] : meta[13] + meta[14]].view(np.uint64)
     _mlp_forward(x.reshape(n, per_image), thr0, w, layout, thr, mul, add, logits, labels, scratch)
     return True
 
 
+def _mlp_predict_into(x, blob, labels):
+    """XnorReference.predict's call (compiled by :func:`mlp_into_kernels`): x (N, ...) uint8 C-contiguous with K0
+    values per image -> top-1 into labels (N,) int64. Returns False, computing nothing, where a size does not fit.
+
+    No allocation: the scratch is the blob's own area. That is safe because these kernels keep the GIL (no
+    ``nogil``): two threads never run them at once, and they never call back into Python.
+    """
+    return _mlp_into_impl(x, blob, labels, np.empty((0, _mlp_meta(blob)[1]), np.float32))
+
+
+def _mlp_logits_into(x, blob, labels, logits):
+    """XnorReference.logits' call: as :func:`_mlp_predict_into`, also the logits into ``logits`` (N, M_last) float32."""
+    return _mlp_into_impl(x, blob, labels, logits)
+
+
 _MLP_INTO = None
 
 
-def mlp_into_kernel():
-    """:func:`_mlp_into` compiled for exactly uint8 C-contiguous (N, K0), (N, H, W) and (N, C, H, W) images and
-    nothing else: numba's dispatcher refuses any other type with a TypeError instead of compiling for it (its
-    type check is the input check). Built (or loaded from numba's cache) on first use."""
+def mlp_into_kernels():
+    """(:func:`_mlp_predict_into`, :func:`_mlp_logits_into`) compiled for exactly uint8 C-contiguous (N, K0),
+    (N, H, W) and (N, C, H, W) images and nothing else: numba's dispatcher refuses any other type with a TypeError
+    instead of compiling for it (its type check is the input check). Built (or loaded from numba's cache) on first
+    use."""
     global _MLP_INTO
     if _MLP_INTO is None:
-        tail = "int64[::1], uint8[::1], int64[::1], float32[:, ::1]"
-        sigs = [f"boolean(uint8[{', '.join([':'] * (d - 1) + ['::1'])}], {tail})" for d in (2, 3, 4)]
-        _MLP_INTO = njit(sigs, cache=True)(_mlp_into)  # keeps the GIL: see _mlp_into
+        xs = [f"uint8[{', '.join([':'] * (d - 1) + ['::1'])}]" for d in (2, 3, 4)]
+        predict = njit([f"boolean({x}, uint8[::1], int64[::1])" for x in xs], cache=True)(_mlp_predict_into)
+        logits = njit([f"boolean({x}, uint8[::1], int64[::1], float32[:, ::1])" for x in xs],
+                      cache=True)(_mlp_logits_into)
+        _MLP_INTO = (predict, logits)  # both keep the GIL: see _mlp_predict_into
     return _MLP_INTO
 
 
 class MlpNet:
-    """A w1a1 MLP as one compiled call: the arrays of :func:`_mlp_forward`, laid out once when it is built
-    (one 8-byte-aligned byte blob and an int64 ``meta`` index, see :func:`_mlp_run`).
+    """A w1a1 MLP as one compiled call: the arrays of :func:`_mlp_forward`, laid out once when it is built in one
+    8-byte-aligned byte ``blob`` headed by its int64 ``meta`` index (see :func:`_mlp_meta`).
 
     ``weights_t``: per layer (W, M) uint64 transposed words; ``thresholds``: per hidden layer (M,) int32;
     ``k``: per layer K; ``thr0`` (K0,) int32 input thresholds; ``mul`` / ``add`` (M_last,) float32.
-    ``into`` (:func:`mlp_into_kernel`) with ``meta``, ``blob`` and ``no_logits`` (0, M_last) is the
-    allocation-free call XnorReference's fast path makes.
+    ``predict_into`` / ``logits_into`` (:func:`mlp_into_kernels`) with ``blob`` are the allocation-free calls
+    XnorReference's fast path makes.
     """
 
     def __init__(self, weights_t: list[np.ndarray], k: list[int], thresholds: list[np.ndarray],
@@ -368,27 +388,29 @@ class MlpNet:
                  np.concatenate([w.reshape(-1) for w in weights_t]).astype(np.uint64),
                  np.concatenate(thresholds).astype(np.int32) if thresholds else np.zeros(1, np.int32),
                  np.ascontiguousarray(mul, dtype=np.float32), np.ascontiguousarray(add, dtype=np.float32), scratch]
-        chunks, spans, pos = [], [], 0
+        header = 8 * (MLP_META_LAYOUT + layout.size)
+        chunks, spans, pos = [], [], header
         for part in parts:
             raw = part.view(np.uint8).reshape(-1)
             spans += [pos, raw.size]
             pad = (-raw.size) % 8  # every section starts 8-byte aligned (the uint64 weights need it)
             chunks += [raw, np.zeros(pad, np.uint8)]
             pos += raw.size + pad
-        self.blob = np.concatenate(chunks)
-        self.meta = np.array([thr0.shape[0], weights_t[-1].shape[1], len(weights_t), *spans, *layout.reshape(-1)],
-                             dtype=np.int64)
-        assert self.meta.shape[0] == MLP_META_LAYOUT + layout.size
-        self.into = mlp_into_kernel()
-        self.no_logits = np.empty((0, weights_t[-1].shape[1]), np.float32)
+        meta = np.array([thr0.shape[0], weights_t[-1].shape[1], len(weights_t), *spans, *layout.reshape(-1)],
+                        dtype=np.int64)
+        assert meta.nbytes == header
+        self.blob = np.concatenate([meta.view(np.uint8)] + chunks)
+        self.meta = self.blob[:header].view(np.int64)
+        self.m_last = int(weights_t[-1].shape[1])
+        self.predict_into, self.logits_into = mlp_into_kernels()
 
     def __call__(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K0) uint8 C-contiguous pixels -> (logits float32 (N, M_last), labels int64 (N,))."""
-        return _mlp_run(px, self.meta, self.blob)
+        return _mlp_run(px, self.blob)
 
     def labels(self, px: np.ndarray) -> np.ndarray:
         """(N, K0) uint8 C-contiguous pixels -> top-1 int64 (N,) (the logits stay inside the compiled call)."""
-        return _mlp_labels(px, self.meta, self.blob)
+        return _mlp_labels(px, self.blob)
 
 
 @njit(cache=True, nogil=True)
