@@ -56,6 +56,9 @@ __all__ = ["XnorReference", "available_backends", "bitplane_dot_numpy", "bytes_t
            "words_for", "xnor_popcount_numpy"]
 
 
+_INT64, _FLOAT32 = np.dtype(np.int64), np.dtype(np.float32)  # dtype objects: np.empty skips a conversion per call
+
+
 def _numba_module():
     """The compiled kernels, or None where numba is missing or disabled (BNNFLOW_XNOR_BACKEND=numpy)."""
     if os.environ.get("BNNFLOW_XNOR_BACKEND", "").lower() == "numpy":
@@ -379,7 +382,7 @@ class XnorReference:
             call, blob, m = fast
             try:
                 n = len(x)
-                labels, logits = np.empty(n, np.int64), np.empty((n, m), np.float32)
+                labels, logits = np.empty(n, _INT64), np.empty((n, m), _FLOAT32)
                 if call(x, blob, labels, logits):
                     return logits
             except TypeError:
@@ -398,7 +401,7 @@ class XnorReference:
         if fast is not None and batch_size >= 1:
             call, blob = fast
             try:
-                labels = np.empty(len(x), np.int64)
+                labels = np.empty(len(x), _INT64)
                 if call(x, blob, labels):
                     return labels
             except TypeError:  # numba: "No matching definition" (not a uint8 C-contiguous 2-4-d array), or no len()

@@ -216,8 +216,8 @@ def _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels, scratch):
     ``w``: every layer's transposed words (W, M) back to back, uint64; ``layout`` (L, 5) int64 rows
     (word offset, W, M, K, threshold offset); ``thr`` every hidden layer's (M,) int32 thresholds back to back.
     Images go through in blocks of MLP_BLOCK, layer by layer, activations packed throughout, in ``scratch``
-    (uint64, at least :func:`_mlp_scratch_words`); comparisons write 0/1 bytes (vector compares) that
-    :func:`_pack_flags` packs.
+    (uint64, at least :func:`_mlp_scratch_words`); the input's comparisons write 0/1 bytes (16-lane vector
+    compares) that :func:`_pack_flags` packs, the hidden layers' thresholds pack branch-free.
     """
     n, k0 = x.shape
     n_layers = layout.shape[0]
@@ -244,14 +244,15 @@ def _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels, scratch):
             w_t = w[off : off + words * m].reshape(words, m)
             acc_m = acc[:m]
             last = layer == n_layers - 1
-            if not last:
-                flags64[:] = 0  # the tail past m stays 0 for _pack_flags
             for r in range(rows):
                 _popcount_row(a[r], w_t, acc_m)
                 if not last:
-                    for j in range(m):  # fused threshold (matches = k - mismatches) + pack
-                        flags[j] = np.int64(k) - np.int64(acc[j]) >= thr[toff + j]
-                    _pack_flags(flags, (m + 63) // 64, b[r])
+                    for q in range((m + 63) // 64):  # fused threshold (matches = k - mismatches) + pack, branchless
+                        word = np.uint64(0)
+                        for bit in range(min(64, m - q * 64)):
+                            j = q * 64 + bit
+                            word |= np.uint64(np.int64(k) - np.int64(acc[j]) >= thr[toff + j]) << np.uint64(bit)
+                        b[r, q] = word
                 else:  # acc * output_mul + output_add in float32 (two roundings, as numpy), first argmax
                     best = 0
                     for j in range(m):
