@@ -141,8 +141,7 @@ class XnorReference:
         self._net = self._compiled_mlp() if kernels is not None else None
         # predict / logits' fast path: the whole-network kernel's allocation-free calls and its constants
         net = self._net
-        self._fast_predict = None if net is None else (net.predict_into, net.blob)
-        self._fast_logits = None if net is None else (net.logits_into, net.blob, net.m_last)
+        self._fast = None if net is None else (net.into, net.blob, net.no_logits, net.m_last)
 
     def _compiled_mlp(self):
         """The whole-network kernel (host/xnor_numba.MlpNet) where every layer is dense w1a1, else None."""
@@ -377,9 +376,9 @@ class XnorReference:
 
     def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """float32 (N, M_last): acc * output_mul + output_add, as FINN's trailing Mul/Add compute it."""
-        fast = self._fast_logits
+        fast = self._fast
         if fast is not None and batch_size >= 1:  # as in predict: the compiled call checks the input's type
-            call, blob, m = fast
+            call, blob, _, m = fast
             try:
                 n = len(x)
                 labels, logits = np.empty(n, _INT64), np.empty((n, m), _FLOAT32)
@@ -393,18 +392,18 @@ class XnorReference:
         """Top-1 class per image, int64 (N,); ties go to the lowest index (np.argmax).
 
         A w1a1 MLP on the compiled backend takes a uint8 C-contiguous (N, ...) array straight into one compiled
-        call (host/xnor_numba._mlp_predict_into), which is typed for exactly that: numba's dispatcher is the dtype /
+        call (host/xnor_numba._mlp_into), which is typed for exactly that: numba's dispatcher is the dtype /
         layout check, the call checks the sizes; anything else (another dtype, a list, a strided view, a wrong
         size) goes the checked way below, which converts it or says what is wrong.
         """
-        fast = self._fast_predict
+        fast = self._fast
         if fast is not None and batch_size >= 1:
-            call, blob = fast
+            call, blob, no_logits, _ = fast
             try:
                 labels = np.empty(len(x), _INT64)
-                if call(x, blob, labels):
+                if call(x, blob, labels, no_logits):
                     return labels
-            except TypeError:  # numba: "No matching definition" (not a uint8 C-contiguous 2-4-d array), or no len()
+            except TypeError:  # numba: "No matching definition" (not a uint8 C-contiguous 2-d / 4-d array), or no len()
                 pass
         logits, labels = self._logits_labels(x, batch_size)
         return labels if labels is not None else np.argmax(logits, axis=1).astype(np.int64)

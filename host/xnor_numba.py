@@ -293,33 +293,14 @@ def _mlp_unpack(blob):
     return meta, thr0, w, layout, thr, mul, add
 
 
-@njit(cache=True, nogil=True)
-def _mlp_run(x, blob):
-    """_mlp_forward on x (N, K0) uint8 with its constants from one byte blob (numba's per-call cost grows with the
-    argument count). Returns (logits (N, M_last) float32, labels (N,) int64). Its own scratch (nogil: threads may
-    share the network)."""
-    n = x.shape[0]
-    meta, thr0, w, layout, thr, mul, add = _mlp_unpack(blob)
-    logits = np.empty((n, meta[1]), np.float32)
-    labels = np.empty(n, np.int64)
-    scratch = np.empty(_mlp_scratch_words(n, meta[0], layout), np.uint64)
-    _mlp_forward(x, thr0, w, layout, thr, mul, add, logits, labels, scratch)
-    return logits, labels
+def _mlp_into(x, blob, labels, logits):
+    """XnorReference's call of a w1a1 MLP (compiled by :func:`mlp_into_kernel`): x (N, K0) or (N, C, H, W) uint8
+    C-contiguous with K0 values per image -> top-1 into labels (N,) int64 and, where ``logits`` has N rows (not 0),
+    the logits into logits (N, M_last) float32. Returns False, computing nothing, where a size does not fit.
 
-
-@njit(cache=True, nogil=True)
-def _mlp_labels(x, blob):
-    """:func:`_mlp_run`'s top-1 only (int64 (N,)): one array to hand back to Python instead of two."""
-    n = x.shape[0]
-    meta, thr0, w, layout, thr, mul, add = _mlp_unpack(blob)
-    labels = np.empty(n, np.int64)
-    scratch = np.empty(_mlp_scratch_words(n, meta[0], layout), np.uint64)
-    _mlp_forward(x, thr0, w, layout, thr, mul, add, np.empty((0, meta[1]), np.float32), labels, scratch)
-    return labels
-
-
-@njit(cache=True, inline="always")
-def _mlp_into_impl(x, blob, labels, logits):
+    No allocation: the scratch is the blob's own area. That is safe because this kernel keeps the GIL (no
+    ``nogil``): two threads never run it at once, and it never calls back into Python.
+    """
     n = x.shape[0]
     per_image = 1
     for d in x.shape[1:]:
@@ -333,36 +314,19 @@ def _mlp_into_impl(x, blob, labels, logits):
     return True
 
 
-def _mlp_predict_into(x, blob, labels):
-    """XnorReference.predict's call (compiled by :func:`mlp_into_kernels`): x (N, ...) uint8 C-contiguous with K0
-    values per image -> top-1 into labels (N,) int64. Returns False, computing nothing, where a size does not fit.
-
-    No allocation: the scratch is the blob's own area. That is safe because these kernels keep the GIL (no
-    ``nogil``): two threads never run them at once, and they never call back into Python.
-    """
-    return _mlp_into_impl(x, blob, labels, np.empty((0, _mlp_meta(blob)[1]), np.float32))
-
-
-def _mlp_logits_into(x, blob, labels, logits):
-    """XnorReference.logits' call: as :func:`_mlp_predict_into`, also the logits into ``logits`` (N, M_last) float32."""
-    return _mlp_into_impl(x, blob, labels, logits)
-
-
 _MLP_INTO = None
 
 
-def mlp_into_kernels():
-    """(:func:`_mlp_predict_into`, :func:`_mlp_logits_into`) compiled for exactly uint8 C-contiguous (N, K0),
-    (N, H, W) and (N, C, H, W) images and nothing else: numba's dispatcher refuses any other type with a TypeError
-    instead of compiling for it (its type check is the input check). Built (or loaded from numba's cache) on first
-    use."""
+def mlp_into_kernel():
+    """:func:`_mlp_into` compiled for exactly uint8 C-contiguous (N, K0) and (N, C, H, W) images (the bench's and
+    the validation's test sets) and nothing else: numba's dispatcher refuses any other type with a TypeError instead
+    of compiling for it (its type check is the input check). Two signatures only: each one is a full LLVM
+    optimization of the network kernel (about 5 s of CPU when numba's cache is cold, then loaded from the cache).
+    Built on first use."""
     global _MLP_INTO
     if _MLP_INTO is None:
-        xs = [f"uint8[{', '.join([':'] * (d - 1) + ['::1'])}]" for d in (2, 3, 4)]
-        predict = njit([f"boolean({x}, uint8[::1], int64[::1])" for x in xs], cache=True)(_mlp_predict_into)
-        logits = njit([f"boolean({x}, uint8[::1], int64[::1], float32[:, ::1])" for x in xs],
-                      cache=True)(_mlp_logits_into)
-        _MLP_INTO = (predict, logits)  # both keep the GIL: see _mlp_predict_into
+        sigs = [f"boolean(uint8[{x}], uint8[::1], int64[::1], float32[:, ::1])" for x in (":, ::1", ":, :, :, ::1")]
+        _MLP_INTO = njit(sigs, cache=True)(_mlp_into)  # keeps the GIL: see _mlp_into
     return _MLP_INTO
 
 
@@ -372,8 +336,8 @@ class MlpNet:
 
     ``weights_t``: per layer (W, M) uint64 transposed words; ``thresholds``: per hidden layer (M,) int32;
     ``k``: per layer K; ``thr0`` (K0,) int32 input thresholds; ``mul`` / ``add`` (M_last,) float32.
-    ``predict_into`` / ``logits_into`` (:func:`mlp_into_kernels`) with ``blob`` are the allocation-free calls
-    XnorReference's fast path makes.
+    ``into`` (:func:`mlp_into_kernel`) with ``blob`` and ``no_logits`` ((0, M_last), labels only) is the
+    allocation-free call XnorReference's fast path makes.
     """
 
     def __init__(self, weights_t: list[np.ndarray], k: list[int], thresholds: list[np.ndarray],
@@ -403,15 +367,26 @@ class MlpNet:
         self.blob = np.concatenate([meta.view(np.uint8)] + chunks)
         self.meta = self.blob[:header].view(np.int64)
         self.m_last = int(weights_t[-1].shape[1])
-        self.predict_into, self.logits_into = mlp_into_kernels()
+        self.no_logits = np.empty((0, self.m_last), np.float32)
+        self.into = mlp_into_kernel()
 
     def __call__(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K0) uint8 C-contiguous pixels -> (logits float32 (N, M_last), labels int64 (N,))."""
-        return _mlp_run(px, self.blob)
+        logits, labels = np.empty((len(px), self.m_last), np.float32), np.empty(len(px), np.int64)
+        self._run(px, labels, logits)
+        return logits, labels
 
     def labels(self, px: np.ndarray) -> np.ndarray:
         """(N, K0) uint8 C-contiguous pixels -> top-1 int64 (N,) (the logits stay inside the compiled call)."""
-        return _mlp_labels(px, self.blob)
+        labels = np.empty(len(px), np.int64)
+        self._run(px, labels, self.no_logits)
+        return labels
+
+    def _run(self, px: np.ndarray, labels: np.ndarray, logits: np.ndarray) -> None:
+        if not px.flags.writeable:  # the kernel is typed for writable arrays (numba types read-only ones apart)
+            px = px.copy()
+        if not self.into(px, self.blob, labels, logits):
+            raise ValueError(f"MlpNet: input {px.shape} does not have {int(self.meta[0])} values per image")
 
 
 @njit(cache=True, nogil=True)

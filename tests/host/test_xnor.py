@@ -201,17 +201,17 @@ def test_model_is_validated_once_not_per_call(backend: str, monkeypatch: pytest.
 @given(net=networks(), layout=st.sampled_from(["2d", "3d", "4d", "strided", "list", "int64", "readonly"]),
        extreme=st.sampled_from([None, -300, 0, 1, 255, 256, 10**6]))
 def test_fast_path_matches_numpy_for_any_input_form(net, layout: str, extreme: int | None) -> None:
-    """predict / logits' allocation-free compiled calls (host/xnor_numba._mlp_predict_into / _logits_into: typed
-    for uint8 C-contiguous 2-4-d arrays, int16 input thresholds clipped to [0, 256]) give the numpy engine's labels
-    and logits bit for bit; inputs they do not take (strided, a list, another dtype, read-only) go the checked path
-    with the same result, and input thresholds outside the pixel range (negative, 256, huge) compare as in numpy."""
+    """predict / logits' allocation-free compiled call (host/xnor_numba._mlp_into: typed for uint8 C-contiguous
+    2-d and 4-d arrays, int16 input thresholds clipped to [0, 256]) gives the numpy engine's labels and logits bit
+    for bit; inputs it does not take (3-d, strided, a list, another dtype, read-only) go the checked path with the
+    same result, and input thresholds outside the pixel range (negative, 256, huge) compare as in numpy."""
     model, x = net
     if extreme is not None:
         thr = model.input_thresholds.copy()
         thr[0, 0] = extreme
         model = dataclasses.replace(model, input_thresholds=thr)
     fast = XnorReference(model, backend="numba")
-    assert fast._fast_predict is not None and fast._fast_logits is not None
+    assert fast._fast is not None
     want = XnorReference(model, backend="numpy").logits(x)
     k0 = x.shape[1]
     if layout == "3d":

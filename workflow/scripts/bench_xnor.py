@@ -24,11 +24,11 @@ class LcePeer:
         self.log_path = log_path
         self.log = open(log_path, "w")
         env = {**os.environ, "PYTHONPATH": repo}
-        cmd = [python, "-m", "larq_models", "bench-lce-serve", "--nets", *nets,
+        cmd = [python, "-m", "larq_models", "bench-lce-serve", "--nets", *(os.path.abspath(n) for n in nets),
                "--batch-sizes", *(str(b) for b in batch_sizes)]
         print("LCE peer:", " ".join(cmd), flush=True)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     env=env, cwd=repo)
+                                     env=env)  # in the job's working directory, the repository on PYTHONPATH
         self.meta = self._reply("ready")
 
     def _reply(self, key: str):
