@@ -24,6 +24,8 @@ from hw_builds.finn_env import import_build_steps
 from host.refusal import InputFileError, RefusedInput, read_json
 
 QONNX_QUANT_OPS = ("Quant", "BipolarQuant", "BinaryQuant", "Trunc")
+# what makes a graph quantized: QONNX's quantizers, or FINN-ONNX's MultiThreshold (an imported FINN-ONNX model)
+QUANTIZER_OPS = (*QONNX_QUANT_OPS, "MultiThreshold")
 # FINN node attributes a folding file may set (FINN's own list in step_apply_folding_config).
 FOLDING_ATTRS_EXTRA = ("Defaults",)
 FOLDING_REPAIRS_PROP = "bnnflow_folding_repairs"  # model metadata: what step_repair_auto_folding changed
@@ -53,9 +55,10 @@ def step_annotate_uint8_input(model, cfg):
     inputs = [i.name for i in model.graph.input if model.get_initializer(i.name) is None]
     if len(inputs) != 1 or inputs[0] != model.graph.input[0].name:
         raise UnsupportedModelError(f"expected one graph input (the pixels) first, found {inputs}")
-    if not any(model.get_nodes_by_op_type(op) for op in QONNX_QUANT_OPS):
+    if not any(model.get_nodes_by_op_type(op) for op in QUANTIZER_OPS):
         raise UnsupportedModelError(
-            "the graph has no QONNX quantizer (Quant/BipolarQuant): not an export of a quantized Brevitas model"
+            "the graph has no QONNX quantizer (Quant/BipolarQuant) and no FINN-ONNX MultiThreshold: not a "
+            "quantized model"
         )
     model.set_tensor_datatype(model.graph.input[0].name, DataType["UINT8"])
     return model

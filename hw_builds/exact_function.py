@@ -93,6 +93,9 @@ class ExactLayer:
     i_range: np.ndarray | None = None  # int64 (M, 2): the reachable [min, max] of I per neuron
     direction: np.ndarray | None = None  # int64 (M,): +1 fires on I >= t, -1 on I <= t
     thresholds: np.ndarray | None = None  # int64 (M, T)
+    # FINN-ONNX: a MultiThreshold straight on the layer's integer dot product (no float batch norm between), so
+    # float32 execution decides exactly as the rationals do (no float ties); ``bn`` then encodes s_in * I >= T
+    integer_thresholds: bool = False
 
     @property
     def out_features(self) -> int:
@@ -121,6 +124,7 @@ class ExactNetwork:
                 "out_quant": l.out_quant.to_json() if l.out_quant else None,
                 "bn": {k: [str(v) for v in vs] for k, vs in l.bn.items()} if l.bn else None,
                 "eps": str(l.eps), "conv": l.conv, "pool": l.pool, "row_hash": l.row_hash,
+                "integer_thresholds": l.integer_thresholds,
                 "i_range": l.i_range.tolist(),
                 "direction": None if l.direction is None else l.direction.tolist(),
                 "thresholds": None if l.thresholds is None else l.thresholds.tolist(),
@@ -139,7 +143,8 @@ class ExactNetwork:
                 eps=Fraction(l["eps"]), conv=tuple(l["conv"]) if l["conv"] else None, pool=l["pool"],
                 row_hash=list(l["row_hash"]), i_range=np.array(l["i_range"], dtype=np.int64).reshape(-1, 2),
                 direction=None if l["direction"] is None else np.array(l["direction"], dtype=np.int64),
-                thresholds=None if l["thresholds"] is None else np.array(l["thresholds"], dtype=np.int64)))
+                thresholds=None if l["thresholds"] is None else np.array(l["thresholds"], dtype=np.int64),
+                integer_thresholds=bool(l.get("integer_thresholds", False))))
         return ExactNetwork(tuple(Fraction(v) for v in d["pixel_scale"]), QuantSpec.from_json(d["input_quant"]),
                             np.array(d["input_thresholds"], dtype=np.int64), layers, bool(d.get("nchw_input", False)))
 
@@ -275,10 +280,61 @@ def _quant_weights(model, node, where: str) -> np.ndarray:
     return np.clip(np.round(w.astype(np.float64)), q.qmin, q.qmax).astype(np.int64)  # np.round: half to even
 
 
+# FINN-ONNX (what FINN's ConvertQONNXtoFINN writes, and older FINN flows exported): weights are integer-valued
+# float initializers with a datatype annotation, activations MultiThreshold nodes. Read here for w1a1: bipolar
+# (or narrow 2-bit) weights and the bipolar sign 2 * [x >= t] - 1, with t = 0 after a float batch norm (the sign
+# of the batch norm's output, as ConvertQONNXtoFINN writes a BipolarQuant) or any t on an integer dot product.
+FINN_WEIGHT_TYPES = ("BIPOLAR", "TERNARY", "INT2")
+
+
+def _finn_weights(model, name: str, where: str) -> np.ndarray:
+    """The integer weights of a FINN-ONNX layer: a constant annotated BIPOLAR / TERNARY / INT2 with values in -1..1."""
+    w = np.asarray(model.get_initializer(name), dtype=np.float32)
+    dtype = model.get_tensor_datatype(name).name
+    if dtype not in FINN_WEIGHT_TYPES:
+        raise ExactFunctionError(f"{where}: a float layer: its weights {name!r} are a {dtype} constant, neither a "
+                                 f"BipolarQuant / Quant of a constant (QONNX) nor annotated {' / '.join(FINN_WEIGHT_TYPES)} "
+                                 f"(FINN-ONNX)")
+    if not np.all(np.isin(w, (-1.0, 0.0, 1.0))) or (dtype == "BIPOLAR" and np.any(w == 0)):
+        bad = np.unique(w[~np.isin(w, (-1.0, 1.0) if dtype == "BIPOLAR" else (-1.0, 0.0, 1.0))])[:3]
+        raise ExactFunctionError(f"{where}: its weights {name!r} annotated {dtype} hold {bad.tolist()}: the XNOR reference "
+                                 f"computes bipolar (-1, +1) and narrow 2-bit (-1, 0, +1) weights only")
+    return w.astype(np.int64)
+
+
+def _multithreshold(model, node, where: str) -> np.ndarray:
+    """A FINN-ONNX MultiThreshold read as a bipolar sign: its thresholds (C,) or (1,) float32, one per channel.
+
+    Refuses (ExactFunctionError) anything but one threshold per channel and the output 2 * count - 1: a multi-bit
+    MultiThreshold is not read (its steps are per neuron, not one quantizer's boundaries).
+    """
+    from onnx.helper import get_attribute_value
+
+    thr = model.get_initializer(node.input[1])
+    attrs = {a.name: get_attribute_value(a) for a in node.attribute}
+    scale, bias = float(attrs.get("out_scale", 1.0)), float(attrs.get("out_bias", 0.0))
+    if thr is None:
+        raise ExactFunctionError(f"{where}: thresholds {node.input[1]!r} are not a constant")
+    thr = np.asarray(thr, dtype=np.float32)
+    if thr.ndim != 2 or thr.shape[1] != 1 or (scale, bias) != (2.0, -1.0):
+        steps = thr.shape[-1] if thr.ndim else 0
+        raise ExactFunctionError(
+            f"{where}: {steps} threshold(s) per channel, output {scale:g} * count + {bias:g}: a FINN-ONNX graph is "
+            f"read for bipolar activations only (one threshold per channel, output 2 * count - 1, i.e. out_dtype "
+            f"BIPOLAR); a multi-bit MultiThreshold is refused (export the model as QONNX instead)")
+    if not np.all(np.isfinite(thr)):
+        raise ExactFunctionError(f"{where}: thresholds are not finite")
+    return thr[:, 0]
+
+
 def exact_network(model) -> ExactNetwork:
     """Read a QONNX ModelWrapper (the export stage's model.onnx) into an ExactNetwork with thresholds.
 
-    Raises ExactFunctionError naming the node / layer / neuron for graphs outside the definition.
+    A FINN-ONNX graph (integer-annotated weight constants, MultiThreshold activations; see
+    :data:`FINN_WEIGHT_TYPES`, :func:`_multithreshold`) is read into the same definition: a MultiThreshold
+    after a batch norm with threshold 0 is the BipolarQuant it was converted from; one straight on a layer's
+    dot product (value s_in * I, exact in float32) decides s_in * I >= t, i.e. I >= ceil(t / s_in), and is
+    marked ``integer_thresholds`` (no float ties there). Raises ExactFunctionError naming the node / layer / neuron for graphs outside the definition.
     """
     mul = Fraction(1)
     add = Fraction(0)
@@ -316,6 +372,41 @@ def exact_network(model) -> ExactNetwork:
             else:
                 add = add + (c if op == "Add" else -c)
             continue
+        if op == "MultiThreshold":
+            thr = _multithreshold(model, node, where)
+            q = QuantSpec("bipolar")
+            if input_quant is None:
+                if np.any(thr != 0):
+                    raise ExactFunctionError(f"{where}: input threshold(s) {np.unique(thr)[:3].tolist()}: only 0 (the "
+                                             f"sign of the mapped pixel) is read; fold the threshold into the "
+                                             f"declared pixel_bias instead")
+                input_quant = current_quant = q
+            elif pending is not None and pending["bn"] is not None:
+                if np.any(thr != 0):
+                    raise ExactFunctionError(
+                        f"{where}: threshold(s) {np.unique(thr[thr != 0])[:3].tolist()} after a float batch norm: "
+                        f"only 0 (the sign of the batch norm's output, as ConvertQONNXtoFINN writes a BipolarQuant) "
+                        f"is read; a nonzero float threshold on a float value has no bound on float32's error here")
+                layers.append(ExactLayer(pending["w"], pending["in_quant"], q, pending["bn"], pending["eps"],
+                                         pending["conv"]))
+                pending, current_quant = None, q
+            elif pending is not None:  # straight on the dot product: s_in * I >= t, exact in float32
+                m, s_in = len(pending["w"]), pending["in_quant"].scale
+                if thr.shape[0] not in (1, m):
+                    raise ExactFunctionError(f"{where}: {thr.shape[0]} thresholds for {m} neurons")
+                if s_in.numerator != 1 or s_in.denominator & (s_in.denominator - 1) or int(
+                        np.abs(pending["w"]).sum(axis=1).max()) >= 1 << 24:
+                    raise ExactFunctionError(f"{where}: the dot product's float32 value s_in * I (s_in = {s_in}) is "
+                                             f"not exact, so its thresholds are not decided exactly")
+                thr = np.broadcast_to(thr, (m,))
+                bn = {"gamma": [Fraction(1)] * m, "beta": [Fraction(0)] * m, "mean": [_frac(t) for t in thr],
+                      "var": [Fraction(1)] * m}
+                layers.append(ExactLayer(pending["w"], pending["in_quant"], q, bn, Fraction(0), pending["conv"],
+                                         integer_thresholds=True))
+                pending, current_quant = None, q
+            else:
+                raise ExactFunctionError(f"{where}: a MultiThreshold without a preceding layer")
+            continue
         if op in ("BipolarQuant", "Quant"):
             q = _quant_of_node(model, node, where)
             if input_quant is None:
@@ -335,10 +426,13 @@ def exact_network(model) -> ExactNetwork:
                 raise ExactFunctionError(f"{where}: follows another layer without the batch norm and activation "
                                          f"quantizer between them")
             wnode = model.find_producer(node.input[1])
-            if wnode is None or wnode.op_type not in ("BipolarQuant", "Quant") or wnode.output[0] not in consumed:
+            if wnode is None and model.get_initializer(node.input[1]) is not None:  # FINN-ONNX: annotated constant
+                w = _finn_weights(model, node.input[1], where)
+            elif wnode is None or wnode.op_type not in ("BipolarQuant", "Quant") or wnode.output[0] not in consumed:
                 raise ExactFunctionError(f"{where}: a float layer: its weights {node.input[1]!r} are not a "
                                          f"BipolarQuant / Quant of a constant (the weight quantizer is missing)")
-            w = _quant_weights(model, wnode, f"{where} weights")
+            else:
+                w = _quant_weights(model, wnode, f"{where} weights")
             conv = None
             if op == "MatMul":
                 w = w.T  # (K, M) -> (M, K)
@@ -485,6 +579,8 @@ def near_boundary_images(net: ExactNetwork, x_uint8: np.ndarray) -> np.ndarray:
     fwd = exact_forward(net, x_uint8)
     flags = np.zeros(len(x_uint8), dtype=bool)
     for li, layer in enumerate(net.layers[:-1]):
+        if layer.integer_thresholds:  # an integer dot product against a float32 threshold: decided exactly
+            continue
         acc = fwd[f"layer{li}.I"].reshape(len(x_uint8), -1, layer.weights.shape[0])  # (N, P, M)
         g, b, m, v = (np.array([float(f) for f in layer.bn[k]]) for k in ("gamma", "beta", "mean", "var"))
         s = float(layer.in_quant.scale)

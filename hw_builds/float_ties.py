@@ -92,6 +92,8 @@ def _prove(net, xnor_layers, mirror, ref, img: int, li: int, where: np.ndarray, 
                 "activations_differing": int(len(where))}
     prev = li - 1
     layer, xl = net.layers[prev], xnor_layers[prev]
+    if layer.integer_thresholds:  # a FINN-ONNX threshold on the integer dot product: float32 decides exactly
+        return None
     m = xl.out_features
     acc = ref[f"layer{prev}.acc"][img].reshape(-1, m).astype(np.int64)  # (P, M) pre-pool, NHWC order
     k, negated = mirror.get(f"layer{prev}.acc", (0, np.zeros(m, dtype=bool)))

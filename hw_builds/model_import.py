@@ -14,6 +14,10 @@ any long stage runs:
   a positive output affine), which is what FINN streamlines into integer HW layers and the XNOR reference
   computes; the first node outside it is named with the reason.
 
+A FINN-ONNX graph (what FINN's ConvertQONNXtoFINN writes: integer-annotated weights, MultiThreshold activations)
+is read into the same exact definition (hw_builds.exact_function.exact_network) and then goes the same way:
+FINN's step_qonnx_to_finn leaves it as it is, and streamlining starts from it.
+
 Then qonnx executes the graph on the declared data: the golden sample (``golden.npz``) and every (subset)
 test image (``test_logits.npz``: the reference the XNOR verification compares with, as a Larq model's is).
 Everything goes to a temp folder and is renamed into place only when every check passed.
@@ -81,6 +85,7 @@ def _load(path: Path):
 def _prepend_pixel_mapping(model, scale: float, bias: float):
     """Put x = p * scale + bias (float32 constants) in front of the graph: its input becomes raw pixels p."""
     from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
 
     graph = model.graph
     inp = graph.input[0].name
@@ -94,6 +99,7 @@ def _prepend_pixel_mapping(model, scale: float, bias: float):
     for offset, node in enumerate(nodes):
         graph.node.insert(offset, node)
     graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT
+    model.set_tensor_datatype(inp, DataType["FLOAT32"])  # raw pixels now; a FINN-ONNX annotation was the mapped input's
     return model
 
 
@@ -102,8 +108,9 @@ def check_import(path: str | Path, input_shape: list[int], scale: float, bias: f
 
     ``input_shape``: the declared (C, H, W); ``scale``, ``bias``: the declared pixel mapping; ``classes``:
     the data set's class count. Raises ImportRefusedError (file, node, reason) for: an unreadable or truncated
-    file, a float model, a FINN-ONNX graph (detected, not built: see the README), a second graph input, an
-    input of another shape, an output that is not (1, classes), any node outside the exact definition.
+    file, a float model, a second graph input, an input of another shape, an output that is not (1, classes),
+    any node outside the exact definition (for FINN-ONNX: a multi-bit MultiThreshold, a nonzero threshold after
+    a float batch norm, float weights; hw_builds/exact_function.py).
     """
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
@@ -126,13 +133,6 @@ def check_import(path: str | Path, input_shape: list[int], scale: float, bias: f
         fmt = detect_format(model)
     except ImportRefusedError as err:
         raise ImportRefusedError(f"{path}: {err}") from None
-    if fmt == "finn-onnx":
-        node = next((n for n in model.graph.node if n.op_type in FINN_ONNX_OPS), None)
-        raise ImportRefusedError(
-            f"{path}: FINN-ONNX detected ({f'node {node.name} ({node.op_type})' if node else 'integer input annotation'}); "
-            "bnnflow builds QONNX imports only: its exact-function proof (hw_builds/exact_function.py) reads the "
-            "QONNX quantizers and batch norms that FINN-ONNX has already folded into float thresholds; export the "
-            "model as QONNX (brevitas.export.export_qonnx / qonnx) instead")
     try:
         model = cleanup_model(model)
         model = model.transform(InferShapes()).transform(InferDataTypes())

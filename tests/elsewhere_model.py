@@ -88,3 +88,55 @@ def forward_pixels(model: nn.Module, x_uint8: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         x = torch.from_numpy(x_uint8[:, None].astype(np.float32)) * PIXEL_SCALE + PIXEL_BIAS
         return model(x).numpy()
+
+
+def export_elsewhere_finn_onnx(qonnx_path: Path, path: Path) -> Path:
+    """The FINN-ONNX of a QONNX file as FINN writes it (qonnx's cleanup, then FINN's ConvertQONNXtoFINN: what
+    ``step_qonnx_to_finn`` makes, and what an older FINN flow exported): MultiThreshold activations, weights
+    as BIPOLAR-annotated constants."""
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    cleanup_model(ModelWrapper(str(qonnx_path))).transform(ConvertQONNXtoFINN()).save(str(path))
+    return path
+
+
+# FINN's own reference networks as Brevitas ships them (brevitas_examples.bnn_pynq: the TFC / SFC / LFC / CNV of
+# the FINN paper, code this project did not write). Their forward maps x in [0, 1] as 2x - 1 itself, so the
+# import declares x = pixel / 255. Their pretrained weights are downloaded from GitHub, so here they are trained
+# briefly instead (with the examples' own weight clipping to [-1, 1]).
+BNN_PYNQ_PIXEL_SCALE, BNN_PYNQ_PIXEL_BIAS = 1.0 / 255.0, 0.0
+
+
+def bnn_pynq_tfc(classes: int = CLASSES) -> nn.Module:
+    """brevitas_examples' TFC_1W1A (784-64-64-64, binary weights, activations and input, TensorNorm out), built
+    from its shipped tfc_1w1a.ini with NUM_CLASSES set to ``classes``."""
+    import configparser
+    from importlib.resources import files
+
+    from brevitas_examples.bnn_pynq.models.FC import fc
+
+    cfg = configparser.ConfigParser()
+    cfg.read_string(files("brevitas_examples.bnn_pynq.cfg").joinpath("tfc_1w1a.ini").read_text())
+    cfg["MODEL"]["NUM_CLASSES"] = str(classes)
+    return fc(cfg)
+
+
+def train_bnn_pynq(model: nn.Module, data: dict[str, np.ndarray], steps: int = 60, seed: int = 0) -> nn.Module:
+    """A few Adam steps of a brevitas_examples.bnn_pynq network on uint8 (N, H, W) images scaled to [0, 1] (its
+    own forward applies 2x - 1), clipping weights to [-1, 1] after each as its trainer does; eval mode."""
+    torch.manual_seed(seed)
+    x = torch.from_numpy(data["x_train"][:, None].astype(np.float32)) * BNN_PYNQ_PIXEL_SCALE + BNN_PYNQ_PIXEL_BIAS
+    y = torch.from_numpy(data["y_train"].astype(np.int64))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.choice(len(x), size=min(100, len(x)), replace=False))
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        model.clip_weights(-1.0, 1.0)
+    return model.eval()

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from elsewhere_model import (CLASSES, PIXEL_BIAS, PIXEL_SCALE, digits5, export_elsewhere_qonnx, forward_pixels,
-                             train_elsewhere)
+from elsewhere_model import (CLASSES, PIXEL_BIAS, PIXEL_SCALE, digits5, export_elsewhere_finn_onnx,
+                             export_elsewhere_qonnx, forward_pixels, train_elsewhere)
 from onnx import TensorProto, helper
 
 from hw_builds.model_import import ImportRefusedError, check_import, import_model
@@ -127,17 +127,70 @@ def test_non_classification_output_and_unmappable_scale_are_refused(elsewhere: d
         check_import(path, [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, CLASSES)
 
 
-def test_finn_onnx_is_detected_and_refused_plainly(elsewhere: dict, tmp_path: Path) -> None:
-    """FINN's own QONNX -> FINN-ONNX conversion of the same model: detected, and refused with the reason."""
-    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+def _finn_onnx(elsewhere: dict, tmp_path: Path, change=None) -> Path:
+    """FINN's own QONNX -> FINN-ONNX conversion (ConvertQONNXtoFINN) of the test network, optionally changed."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.util.cleanup import cleanup_model
 
-    finn = cleanup_model(ModelWrapper(str(elsewhere["onnx"]))).transform(ConvertQONNXtoFINN())
-    path = tmp_path / "finn.onnx"
-    finn.save(str(path))
-    with pytest.raises(ImportRefusedError, match=r"finn\.onnx: FINN-ONNX detected \(node .*MultiThreshold"):
+    path = export_elsewhere_finn_onnx(elsewhere["onnx"], tmp_path / "finn.onnx")
+    if change is not None:
+        model = ModelWrapper(str(path))
+        change(model)
+        model.save(str(path))
+    return path
+
+
+def test_finn_onnx_import_equals_qonnx_import(elsewhere: dict, tmp_path: Path) -> None:
+    """Differential: the FINN-ONNX FINN writes from the QONNX file is detected as such, read into the same exact
+    function (every threshold equal), and its qonnx execution equals the QONNX import's on every test image."""
+    from hw_builds.exact_function import exact_forward, exact_network
+    from hw_builds.model_import import qonnx_logits
+
+    qonnx, fmt_q = check_import(elsewhere["onnx"], [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, CLASSES)
+    finn, fmt_f = check_import(_finn_onnx(elsewhere, tmp_path), [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, CLASSES)
+    assert (fmt_q, fmt_f) == ("qonnx", "finn-onnx")
+    assert "MultiThreshold" in {n.op_type for n in finn.graph.node} and "BipolarQuant" not in {n.op_type for n in finn.graph.node}
+    net_q, net_f = exact_network(qonnx), exact_network(finn)
+    assert np.array_equal(net_q.input_thresholds, net_f.input_thresholds)
+    for a, b in zip(net_q.layers, net_f.layers, strict=True):
+        assert np.array_equal(a.weights, b.weights) and not b.integer_thresholds
+        assert (a.thresholds is None and b.thresholds is None) or np.array_equal(a.thresholds, b.thresholds)
+    x = elsewhere["data"]["x_test"][:, None]
+    logits = qonnx_logits(finn, x, "finn-onnx", batch=len(x))
+    assert np.array_equal(logits, qonnx_logits(qonnx, x, "qonnx", batch=len(x)))
+    assert np.array_equal(exact_forward(net_f, x)["I_last"], logits)  # the exact function is FINN's execution
+
+
+def _set_thresholds(value, out_scale: float = 2.0):
+    def change(model) -> None:
+        node = model.get_nodes_by_op_type("MultiThreshold")[1]  # the first hidden activation (after a batch norm)
+        model.set_initializer(node.input[1], np.asarray(value, dtype=np.float32))
+        next(a for a in node.attribute if a.name == "out_scale").f = out_scale
+    return change
+
+
+def _float_weights(model) -> None:
+    from qonnx.core.datatype import DataType
+
+    model.set_tensor_datatype(model.get_nodes_by_op_type("MatMul")[1].input[1], DataType["FLOAT32"])
+
+
+FINN_BAD = [
+    ("multi-bit activation", _set_thresholds([[-1.0, 0.0, 1.0]], out_scale=1.0),
+     "MultiThreshold_1 (MultiThreshold): 3 threshold(s) per channel, output 1 * count + -1: a FINN-ONNX graph is read "
+     "for bipolar activations only"),
+    ("nonzero threshold after a batch norm", _set_thresholds([[0.25]]),
+     "MultiThreshold_1 (MultiThreshold): threshold(s) [0.25] after a float batch norm: only 0"),
+    ("float weights", _float_weights, "MatMul_1 (MatMul): a float layer: its weights 'MatMul_1_param0' are a FLOAT32 constant"),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "fragment"), FINN_BAD, ids=[b[0] for b in FINN_BAD])
+def test_finn_onnx_outside_the_definition_is_refused_by_node(elsewhere: dict, tmp_path: Path, what: str, change,
+                                                             fragment: str) -> None:
+    path = _finn_onnx(elsewhere, tmp_path, change)
+    with pytest.raises(ImportRefusedError) as err:
         check_import(path, [1, 28, 28], PIXEL_SCALE, PIXEL_BIAS, CLASSES)
+    assert str(err.value).startswith(f"{path}: not a network bnnflow builds: node ") and fragment in str(err.value), str(err.value)
 
 
 def test_cli_exits_2_with_one_line(elsewhere: dict, tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""FINN-ONNX read into the exact function (issue 12): a MultiThreshold straight on a layer's integer dot product
+decides s_in * I >= t exactly (I >= ceil(t)), with no float ties. Property test over random graphs of that form
+(bipolar weights, per-neuron float thresholds, many of them exactly integers so that I == t is met): the exact
+function equals qonnx's execution on every image, and FINN's front end (streamline, HW layers, exact thresholds)
+is verified against that execution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from hw_builds.exact_function import exact_forward, exact_network, near_boundary_images
+
+SIDE, HIDDEN, CLASSES = 4, (9, 7), 3
+
+
+def finn_onnx_mlp(seed: int):
+    """A FINN-ONNX MLP on (1, 1, 4, 4) raw pixels: Mul / Add (x = p * 2/255 - 1), a sign MultiThreshold, then
+    per hidden layer a BIPOLAR MatMul and a MultiThreshold with per-neuron thresholds straight on its dot
+    product (out_dtype BIPOLAR, 2 * count - 1), then a last BIPOLAR MatMul (the class scores)."""
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    rng = np.random.default_rng(seed)
+    nodes, inits, dtypes = [], [], {}
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(helper.make_tensor(name, TensorProto.FLOAT, value.shape, value.astype(np.float32).ravel()))
+        return name
+
+    def sign(inp: str, out: str, thresholds: np.ndarray) -> None:
+        nodes.append(helper.make_node("MultiThreshold", [inp, const(f"{out}_thr", thresholds)], [out],
+                                      domain="qonnx.custom_op.general", out_dtype="BIPOLAR", out_scale=2.0,
+                                      out_bias=-1.0, name=f"{out}_node"))
+
+    shape = const("shape", np.array([1, SIDE * SIDE]))
+    inits[-1] = helper.make_tensor("shape", TensorProto.INT64, [2], [1, SIDE * SIDE])
+    nodes += [helper.make_node("Reshape", ["pixels", shape], ["flat"], name="Reshape_0"),
+              helper.make_node("Mul", ["flat", const("scale", np.array(2 / 255))], ["scaled"], name="Mul_0"),
+              helper.make_node("Add", ["scaled", const("bias", np.array(-1.0))], ["mapped"], name="Add_0")]
+    sign("mapped", "a0", np.zeros((1, 1)))
+    width, inp = SIDE * SIDE, "a0"
+    for li, out in enumerate((*HIDDEN, CLASSES)):
+        w = const(f"w{li}", rng.choice([-1.0, 1.0], size=(width, out)))
+        dtypes[w] = "BIPOLAR"
+        nodes.append(helper.make_node("MatMul", [inp, w], [f"i{li}"], name=f"MatMul_{li}"))
+        if li < len(HIDDEN):  # thresholds on I in [-width, width]: integers (ties I == t) and arbitrary floats
+            t = np.where(rng.random(out) < 0.6, rng.integers(-width // 2, width // 2 + 1, out),
+                         rng.uniform(-width / 2, width / 2, out)).reshape(out, 1)
+            sign(f"i{li}", f"a{li + 1}", t)
+            inp = f"a{li + 1}"
+        width = out
+    graph = helper.make_graph(nodes, "finn_onnx_mlp", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT,
+                                                                                     [1, 1, SIDE, SIDE])],
+                              [helper.make_tensor_value_info(f"i{len(HIDDEN)}", TensorProto.FLOAT, [1, CLASSES])],
+                              initializer=inits)
+    model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])).transform(InferShapes())
+    for name, dt in dtypes.items():
+        model.set_tensor_datatype(name, DataType[dt])
+    return model
+
+
+def qonnx_exec(model, x: np.ndarray) -> np.ndarray:
+    from qonnx.core.onnx_exec import execute_onnx
+
+    return np.concatenate([execute_onnx(model, {"pixels": img[None].astype(np.float32)})[model.graph.output[0].name]
+                           for img in x])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_thresholds_on_the_dot_product_are_exact(seed: int) -> None:
+    model = finn_onnx_mlp(seed)
+    net = exact_network(model)
+    assert [layer.integer_thresholds for layer in net.layers] == [True, True, False]
+    x = np.random.default_rng(100 + seed).integers(0, 256, size=(200, 1, SIDE, SIDE), dtype=np.uint8)
+    fwd = exact_forward(net, x)
+    assert np.array_equal(fwd["I_last"], qonnx_exec(model, x))
+    ties = [np.sum(fwd[f"layer{i}.I"][:, None, :] == np.asarray(net.layers[i].thresholds).T) for i in range(2)]
+    assert sum(ties) > 0  # I == t is met: the inclusive side is what both decide
+    assert not near_boundary_images(net, x).any()  # an integer against a float32 threshold: no float tie
+
+
+def test_front_end_builds_and_verifies_a_finn_onnx_graph(tmp_path: Path) -> None:
+    """FINN's front end on such a graph (the golden set: qonnx's execution of it): every step verified."""
+    from hw_builds.frontend import build_frontend
+
+    model = finn_onnx_mlp(7)
+    source = tmp_path / "export" / "model.onnx"
+    source.parent.mkdir()
+    model.save(str(source))
+    x = np.random.default_rng(7).integers(0, 256, size=(30, 1, SIDE, SIDE), dtype=np.uint8)
+    logits = qonnx_exec(model, x).astype(np.float32)
+    np.savez(tmp_path / "golden.npz", x=x, logits=logits, labels=logits.argmax(1), indices=np.arange(len(x)))
+    record = build_frontend(source, tmp_path / "golden.npz", tmp_path / "frontend", "finn_onnx_mlp", progress=False)
+    assert record["verified_steps"] == record["steps"]
+    assert all(v["top1_equal"] == len(x) for v in record["verification"])
