@@ -292,9 +292,9 @@ def _finn_weights(model, name: str, where: str) -> np.ndarray:
     w = np.asarray(model.get_initializer(name), dtype=np.float32)
     dtype = model.get_tensor_datatype(name).name
     if dtype not in FINN_WEIGHT_TYPES:
-        raise ExactFunctionError(f"{where}: a float layer: its weights {name!r} are a {dtype} constant, neither a "
-                                 f"BipolarQuant / Quant of a constant (QONNX) nor annotated {' / '.join(FINN_WEIGHT_TYPES)} "
-                                 f"(FINN-ONNX)")
+        raise ExactFunctionError(f"{where}: a float layer: its weights {name!r} are not a BipolarQuant / Quant of "
+                                 f"a constant (the weight quantizer is missing), nor a FINN-ONNX constant annotated "
+                                 f"{' / '.join(FINN_WEIGHT_TYPES)} (it is {dtype})")
     if not np.all(np.isin(w, (-1.0, 0.0, 1.0))) or (dtype == "BIPOLAR" and np.any(w == 0)):
         bad = np.unique(w[~np.isin(w, (-1.0, 1.0) if dtype == "BIPOLAR" else (-1.0, 0.0, 1.0))])[:3]
         raise ExactFunctionError(f"{where}: its weights {name!r} annotated {dtype} hold {bad.tolist()}: the XNOR reference "

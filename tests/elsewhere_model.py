@@ -140,3 +140,32 @@ def train_bnn_pynq(model: nn.Module, data: dict[str, np.ndarray], steps: int = 6
         optimizer.step()
         model.clip_weights(-1.0, 1.0)
     return model.eval()
+
+
+def write_user_data(workdir: Path, mnist_npz: Path, train_images: int | None = 3000, steps: int = 60,
+                    bnn_pynq: bool = False) -> Path:
+    """A user's files in ``workdir``/user_data, as tests/workflow/ci_user.yaml (and user_full.yaml) declare them:
+    digits5.npz (digits 0-4 of the prepared MNIST ``mnist_npz``, NCHW, with class names), elsewhere.onnx (the
+    network above trained for ``steps`` Adam steps on the first ``train_images`` training images, None: all;
+    Brevitas' QONNX), elsewhere_finn.onnx (FINN's FINN-ONNX of that file) and, with ``bnn_pynq``,
+    bnn_pynq_tfc.onnx (brevitas_examples' TFC_1W1A trained the same way; Brevitas' QONNX)."""
+    from models.datasets import load_npz
+
+    folder = Path(workdir) / "user_data"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = digits5(load_npz(mnist_npz))
+    np.savez(folder / "digits5.npz", x_train=data["x_train"][:, None], y_train=data["y_train"],
+             x_test=data["x_test"][:, None], y_test=data["y_test"], class_names=data["class_names"])
+    small = {k: v[:train_images] for k, v in data.items() if k != "class_names"}
+    qonnx = export_elsewhere_qonnx(train_elsewhere(small, steps=steps), folder / "elsewhere.onnx")
+    export_elsewhere_finn_onnx(qonnx, folder / "elsewhere_finn.onnx")
+    if bnn_pynq:
+        export_elsewhere_qonnx(train_bnn_pynq(bnn_pynq_tfc(), small, steps=steps), folder / "bnn_pynq_tfc.onnx")
+    return folder
+
+
+if __name__ == "__main__":  # the measured run's files: python tests/elsewhere_model.py WORKDIR MNIST_NPZ [STEPS]
+    import sys
+
+    write_user_data(Path(sys.argv[1]), Path(sys.argv[2]), train_images=None,
+                    steps=int(sys.argv[3]) if len(sys.argv) > 3 else 300, bnn_pynq=True)

@@ -75,7 +75,8 @@ def test_case3_matmul_without_its_weight_quantizer_is_named(exported_tfc, tmp_pa
         _admit(path)
     assert str(err.value) == (f"{path}: not a network bnnflow builds: node MatMul_0 (MatMul): a float layer: its "
                               f"weights 'BipolarQuant_0_param0' are not a BipolarQuant / Quant of a constant (the "
-                              f"weight quantizer is missing)")
+                              f"weight quantizer is missing), nor a FINN-ONNX constant annotated BIPOLAR / TERNARY / "
+                              f"INT2 (it is FLOAT32)")
 
 
 def test_case3_float_1x1_conv_with_a_scalar_weight(exported_tfc, tmp_path) -> None:

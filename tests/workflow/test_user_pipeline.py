@@ -1,9 +1,8 @@
 """End-to-end (issue 12): `snakemake all` on the CI config with a user's 5-class data set (digits 0-4 of the prepared
-MNIST, NCHW .npz), two config-declared topologies (an MLP 100-37 and a small conv net) and three imported models: a
+MNIST, NCHW .npz), two config-declared topologies (an MLP 100-37 and a small conv net) and two imported models: a
 Brevitas network written in tests/elsewhere_model.py with Brevitas' stock quantizers, exported by Brevitas to QONNX
-and converted by FINN to FINN-ONNX (each file imported), and brevitas_examples' TFC_1W1A (FINN's reference network
-as Brevitas ships it) exported to QONNX; each through training or import, FINN build, XNOR verification and emulated
-validation, with 100 % agreement."""
+and converted by FINN to FINN-ONNX (each file imported); each through training or import, FINN build, XNOR
+verification and emulated validation, with 100 % agreement."""
 
 from __future__ import annotations
 
@@ -14,32 +13,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from elsewhere_model import (bnn_pynq_tfc, digits5, export_elsewhere_finn_onnx, export_elsewhere_qonnx, train_bnn_pynq,
-                             train_elsewhere)
+from elsewhere_model import write_user_data
 from pipeline_helpers import CI_CONFIG, fresh_workdir, snakemake_all
 
 pytestmark = pytest.mark.pipeline
 USER_CONFIG = CI_CONFIG.with_name("ci_user.yaml")
 BOARD = "Pynq-Z1"
 TRAINED = ("mlp_100_37", "conv_tiny")
-FORMATS = {"elsewhere_qonnx": "qonnx", "elsewhere_finn": "finn-onnx", "bnn_pynq_tfc": "qonnx"}  # imported: file format
+FORMATS = {"elsewhere_qonnx": "qonnx", "elsewhere_finn": "finn-onnx"}  # imported: file format
 IMPORTED = tuple(FORMATS)
 
 
 @pytest.fixture(scope="module")
 def user_run(tmp_path_factory: pytest.TempPathFactory, full_mnist: Path) -> Path:
     """The user's files written into a fresh working directory, then `snakemake all` once."""
-    from models.datasets import load_npz
-
     workdir = fresh_workdir(tmp_path_factory.mktemp("user_pipeline"))
-    (workdir / "user_data").mkdir()
-    data = digits5(load_npz(full_mnist))
-    np.savez(workdir / "user_data" / "digits5.npz", x_train=data["x_train"][:, None], y_train=data["y_train"],
-             x_test=data["x_test"][:, None], y_test=data["y_test"], class_names=data["class_names"])
-    small = {k: v[:3000] for k, v in data.items() if k != "class_names"}
-    qonnx = export_elsewhere_qonnx(train_elsewhere(small), workdir / "user_data" / "elsewhere.onnx")
-    export_elsewhere_finn_onnx(qonnx, workdir / "user_data" / "elsewhere_finn.onnx")
-    export_elsewhere_qonnx(train_bnn_pynq(bnn_pynq_tfc(), small), workdir / "user_data" / "bnn_pynq_tfc.onnx")
+    write_user_data(workdir, full_mnist)  # digits5.npz, elsewhere.onnx (QONNX), elsewhere_finn.onnx (FINN-ONNX)
     return snakemake_all(workdir, CI_CONFIG, USER_CONFIG)
 
 
