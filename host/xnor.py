@@ -272,7 +272,7 @@ class XnorReference:
                 return "codes", self._codes(i + 1, self._int_conv(i, a))
             out = self._int_conv(i, a, self._thr1[i + 1])  # fused threshold + pack
             if layer.pool is not None:
-                out = max_pool(out, layer.pool.kernel, layer.pool.stride, packed=True)
+                out = self._or_pool(out, layer.pool)
             return "words", out
         if not (self._packed_route[i] and self._bits[i + 1] == 1):
             return "codes", self._codes(i + 1, self._acc(i, state))
@@ -282,7 +282,7 @@ class XnorReference:
                                                layer.conv.kernel, layer.conv.stride, layer.in_features,
                                                self._thr1[i + 1])
             if layer.pool is not None:
-                out = max_pool(out, layer.pool.kernel, layer.pool.stride, packed=True)
+                out = self._or_pool(out, layer.pool)
             return "words", out
         rows = self._rows(i, a if kind == "words" else self._to_words(a))
         if self._kernels is not None:
@@ -291,12 +291,20 @@ class XnorReference:
             out = pack_bits(self._dense(i, rows) >= self._thr1[i + 1])
         out = self._shape_out(i, out, len(a))
         if layer.pool is not None:
-            out = max_pool(out, layer.pool.kernel, layer.pool.stride, packed=True)
+            out = self._or_pool(out, layer.pool)
         return "words", out
+
+    def _or_pool(self, words: np.ndarray, pool) -> np.ndarray:
+        """Max pooling of packed binary pixels (OR of the words), compiled where the kernels are."""
+        if self._kernels is not None:
+            return self._kernels.or_pool(words, pool.kernel, pool.stride)
+        return max_pool(words, pool.kernel, pool.stride, packed=True)
 
     def _input_state(self, px: np.ndarray) -> tuple[str, np.ndarray]:
         if self._packed_route[0] and self._kernels is not None and px.ndim == 2:
             return "words", self._kernels.threshold_pack_u8(px, self._thr1[0])
+        if self._kernels is not None and px.ndim == 4:  # a conv net's NHWC pixels: the table lookup compiled
+            return "codes", self._kernels.pixel_codes(px, self._pixel_lut)
         return "codes", self._codes(0, px)
 
     def _logits_of(self, acc: np.ndarray) -> np.ndarray:

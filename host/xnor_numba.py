@@ -499,3 +499,49 @@ def int_weights(w_int: np.ndarray, act_bits: int, act_bias: int) -> np.ndarray:
     top = max(abs(act_bias), abs((1 << act_bits) - 1 + act_bias))
     dtype = np.int16 if k * top < (1 << 15) else np.int32
     return np.ascontiguousarray(w_int.T, dtype=dtype)
+
+
+@njit(cache=True, nogil=True)
+def _or_pool(words, kh, kw, sh, sw, out):
+    """2-d max pooling of packed binary pixels (N, H, W, WC) uint64 as OR of the words, no padding, floor mode."""
+    n, _, _, wc = words.shape
+    oh, ow = out.shape[1], out.shape[2]
+    for i in range(n):
+        for y in range(oh):
+            for x in range(ow):
+                for q in range(wc):
+                    out[i, y, x, q] = words[i, y * sh, x * sw, q]
+                for a in range(kh):
+                    for b in range(kw):
+                        if a or b:
+                            for q in range(wc):
+                                out[i, y, x, q] |= words[i, y * sh + a, x * sw + b, q]
+
+
+def or_pool(words: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """host.xnor_conv.max_pool(..., packed=True) compiled: (N, H, W, WC) uint64 -> (N, OH, OW, WC) uint64."""
+    n, h, w, wc = words.shape
+    oh, ow = (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1
+    out = np.empty((n, oh, ow, wc), dtype=np.uint64)
+    _or_pool(np.ascontiguousarray(words), kernel[0], kernel[1], stride[0], stride[1], out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _pixel_codes(x, lut, out):
+    """x (N, H, W, C) uint8 raw pixels, lut (C or 1, 256) uint8 -> out (N, H, W, C) uint8 input codes."""
+    n, h, w, c = x.shape
+    per_channel = lut.shape[0] != 1
+    for i in range(n):
+        for y in range(h):
+            for z in range(w):
+                for ch in range(c):
+                    out[i, y, z, ch] = lut[ch if per_channel else 0, x[i, y, z, ch]]
+
+
+def pixel_codes(x_nhwc: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Raw uint8 pixels (N, H, W, C) through the input thresholds' table (C or 1, 256) uint8 -> input codes, same
+    shape, uint8 (host.xnor's _codes(0) for a conv net, compiled)."""
+    out = np.empty(x_nhwc.shape, dtype=np.uint8)
+    _pixel_codes(np.ascontiguousarray(x_nhwc), np.ascontiguousarray(lut), out)
+    return out

@@ -528,3 +528,27 @@ def test_direct_conv_kernels_match_im2col(seed: int, c: int, kh: int, kw: int, s
     w_t = np.ascontiguousarray(wb.T)
     want_words = kern.xnor_popcount_threshold_pack(packed_rows, w_t, kb, thr).reshape(n, oh, ow, -1)
     np.testing.assert_array_equal(kern.xnor_conv_pack(words, w_t, (kh, kw), (sh, sw), kb, thr), want_words)
+
+
+@pytest.mark.skipif("numba" not in xnor.available_backends(), reason="numba is not importable here (optional)")
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), c=st.sampled_from([1, 3, 64, 70, 128]), h=st.integers(1, 7),
+       w=st.integers(1, 7), kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       per_channel=st.booleans())
+def test_compiled_or_pool_and_pixel_codes_match_numpy(seed: int, c: int, h: int, w: int, kh: int, kw: int, sh: int,
+                                                      sw: int, per_channel: bool) -> None:
+    """The compiled OR pooling of packed pixels (host/xnor_numba.or_pool) equals max pooling of the bits, and the
+    compiled input-code table lookup (pixel_codes) equals the threshold count of every pixel, per channel or shared."""
+    from host import xnor_numba
+
+    kh, kw = min(kh, h), min(kw, w)
+    pool = PoolGeometry((kh, kw), (sh, sw))
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2, size=(2, h, w, c), dtype=np.uint8)
+    np.testing.assert_array_equal(xnor_numba.or_pool(_pack_pixels(bits), pool.kernel, pool.stride),
+                                  _pack_pixels(_pool(bits, pool)))
+    thr = np.sort(rng.integers(-5, 262, size=(c if per_channel else 1, 4)), axis=1).astype(np.int32)
+    lut = (np.arange(256)[None, :, None] >= thr[:, None, :]).sum(-1).astype(np.uint8)  # (C or 1, 256)
+    pixels = rng.integers(0, 256, size=(2, h, w, c), dtype=np.uint8)
+    want = (pixels[..., None] >= np.broadcast_to(thr, (c, 4))).sum(-1)
+    np.testing.assert_array_equal(xnor_numba.pixel_codes(pixels, lut), want)
