@@ -58,11 +58,15 @@ class QuantSpec:
     scale: Fraction = Fraction(1)
     qmin: int = -1
     qmax: int = 1
+    # FINN-ONNX input quantizer: a MultiThreshold's own steps (y >= t_j, ascending) instead of round-half-even's
+    steps: tuple[Fraction, ...] | None = None
 
     def boundaries(self) -> list[tuple[Fraction, bool]]:
         """(c, inclusive) per step, ascending: the code passes step j iff y >= c (inclusive) or y > c."""
         if self.kind == "bipolar":
             return [(Fraction(0), True)]
+        if self.steps is not None:
+            return [(t, True) for t in self.steps]
         # round half to even: q + 1/2 goes up to q + 1 when q + 1 is even, i.e. when q is odd
         return [((q + Fraction(1, 2)) * self.scale, q % 2 != 0) for q in range(self.qmin, self.qmax)]
 
@@ -71,11 +75,14 @@ class QuantSpec:
         return 2 * count - 1 if self.kind == "bipolar" else self.qmin + count
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "scale": str(self.scale), "qmin": self.qmin, "qmax": self.qmax}
+        return {"kind": self.kind, "scale": str(self.scale), "qmin": self.qmin, "qmax": self.qmax,
+                "steps": None if self.steps is None else [str(t) for t in self.steps]}
 
     @staticmethod
     def from_json(d: dict) -> QuantSpec:
-        return QuantSpec(d["kind"], Fraction(d["scale"]), int(d["qmin"]), int(d["qmax"]))
+        steps = d.get("steps")
+        return QuantSpec(d["kind"], Fraction(d["scale"]), int(d["qmin"]), int(d["qmax"]),
+                         None if steps is None else tuple(Fraction(t) for t in steps))
 
 
 @dataclass
@@ -302,12 +309,8 @@ def _finn_weights(model, name: str, where: str) -> np.ndarray:
     return w.astype(np.int64)
 
 
-def _multithreshold(model, node, where: str) -> np.ndarray:
-    """A FINN-ONNX MultiThreshold read as a bipolar sign: its thresholds (C,) or (1,) float32, one per channel.
-
-    Refuses (ExactFunctionError) anything but one threshold per channel and the output 2 * count - 1: a multi-bit
-    MultiThreshold is not read (its steps are per neuron, not one quantizer's boundaries).
-    """
+def _multithreshold_parts(model, node, where: str) -> tuple[np.ndarray, float, float]:
+    """A MultiThreshold's thresholds (C, T) float32 (finite), out_scale and out_bias."""
     from onnx.helper import get_attribute_value
 
     thr = model.get_initializer(node.input[1])
@@ -316,14 +319,37 @@ def _multithreshold(model, node, where: str) -> np.ndarray:
     if thr is None:
         raise ExactFunctionError(f"{where}: thresholds {node.input[1]!r} are not a constant")
     thr = np.asarray(thr, dtype=np.float32)
-    if thr.ndim != 2 or thr.shape[1] != 1 or (scale, bias) != (2.0, -1.0):
+    if thr.ndim != 2 or not np.all(np.isfinite(thr)):
+        raise ExactFunctionError(f"{where}: thresholds of shape {list(thr.shape)} are not finite (channels, steps)")
+    return thr, scale, bias
+
+
+def _input_multithreshold(model, node, where: str) -> tuple[tuple[Fraction, ...], int] | None:
+    """A multi-step MultiThreshold on the mapped pixels (FINN's conversion of a multi-bit input Quant): its steps
+    (ascending, one set for every channel) and out_bias, the code of count 0 (out_scale 1); None for one step."""
+    thr, scale, bias = _multithreshold_parts(model, node, where)
+    if thr.shape[1] == 1 and (scale, bias) == (2.0, -1.0):
+        return None
+    if scale != 1.0 or bias != round(bias) or np.any(thr != thr[:1]) or np.any(np.diff(thr[0]) < 0):
+        raise ExactFunctionError(f"{where}: input thresholds with output {scale:g} * count + {bias:g}: a multi-step "
+                                 f"input MultiThreshold is read with one ascending set of steps for every channel "
+                                 f"and integer codes (out_scale 1, integer out_bias)")
+    return tuple(_frac(t) for t in thr[0]), int(bias)
+
+
+def _multithreshold(model, node, where: str) -> np.ndarray:
+    """A FINN-ONNX MultiThreshold read as a bipolar sign: its thresholds (C,) or (1,) float32, one per channel.
+
+    Refuses (ExactFunctionError) anything but one threshold per channel and the output 2 * count - 1: a multi-bit
+    MultiThreshold is not read (its steps are per neuron, not one quantizer's boundaries).
+    """
+    thr, scale, bias = _multithreshold_parts(model, node, where)
+    if thr.shape[1] != 1 or (scale, bias) != (2.0, -1.0):
         steps = thr.shape[-1] if thr.ndim else 0
         raise ExactFunctionError(
             f"{where}: {steps} threshold(s) per channel, output {scale:g} * count + {bias:g}: a FINN-ONNX graph is "
             f"read for bipolar activations only (one threshold per channel, output 2 * count - 1, i.e. out_dtype "
             f"BIPOLAR); a multi-bit MultiThreshold is refused (export the model as QONNX instead)")
-    if not np.all(np.isfinite(thr)):
-        raise ExactFunctionError(f"{where}: thresholds are not finite")
     return thr[:, 0]
 
 
@@ -346,6 +372,7 @@ def exact_network(model) -> ExactNetwork:
     consumed = {n.output[0] for n in model.graph.node if n.op_type in ("BipolarQuant", "Quant")
                 and model.get_initializer(n.input[0]) is not None}
     tail: list = []
+    input_codes = False  # a FINN-ONNX multi-step input MultiThreshold read: its Add / Mul until the first layer
     for index, node in enumerate(model.graph.node):
         op, where = node.op_type, f"node {node.name} ({node.op_type})"
         if op in ("BipolarQuant", "Quant") and model.get_initializer(node.input[0]) is not None:
@@ -371,6 +398,26 @@ def exact_network(model) -> ExactNetwork:
                 mul, add = mul / c, add / c
             else:
                 add = add + (c if op == "Add" else -c)
+            continue
+        if op == "MultiThreshold" and input_quant is None and (steps := _input_multithreshold(model, node, where)):
+            # codes qmin + count (FINN writes the code of count 0 as out_bias or as an Add after it), value code * s
+            t, qmin = steps
+            input_quant = current_quant = QuantSpec("int", Fraction(1), qmin, qmin + len(t), t)
+            input_codes = True
+            continue
+        if input_codes and not layers and pending is None and op in ("Add", "Mul"):
+            c = model.get_initializer(node.input[1])
+            if c is None or np.size(c) != 1:
+                raise ExactFunctionError(f"{where}: the input codes' offset / scale must be a scalar constant")
+            c, q = _frac(np.asarray(c).item()), input_quant
+            if op == "Add" and c.denominator == 1 and q.scale == 1:
+                q = QuantSpec("int", q.scale, q.qmin + int(c), q.qmax + int(c), q.steps)
+            elif op == "Mul" and c > 0:
+                q = QuantSpec("int", q.scale * c, q.qmin, q.qmax, q.steps)
+            else:
+                raise ExactFunctionError(f"{where}: the input codes are offset by a non-integer or after scaling, "
+                                         f"or scaled by a non-positive constant")
+            input_quant = current_quant = q
             continue
         if op == "MultiThreshold":
             thr = _multithreshold(model, node, where)

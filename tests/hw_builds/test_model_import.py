@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,42 @@ def test_finn_onnx_import_equals_qonnx_import(elsewhere: dict, tmp_path: Path) -
     logits = qonnx_logits(finn, x, "finn-onnx", batch=len(x))
     assert np.array_equal(logits, qonnx_logits(qonnx, x, "qonnx", batch=len(x)))
     assert np.array_equal(exact_forward(net_f, x)["I_last"], logits)  # the exact function is FINN's execution
+
+
+def test_finn_onnx_of_brevitas_examples_cnv_reads_as_its_qonnx(tmp_path: Path) -> None:
+    """brevitas_examples' CNV_1W1A (8-bit Q1.7 input into convs, max pools, TensorNorm), exported to QONNX and
+    converted by FINN to FINN-ONNX, where the input quantizer is a 255-step MultiThreshold followed by Add -128 and
+    Mul 2^-7: both files read into the same exact function, and qonnx's execution of both is equal."""
+    import warnings
+
+    import torch
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+    from hw_builds.exact_function import exact_network
+    from hw_builds.model_import import qonnx_logits
+
+    torch.manual_seed(0)
+    model, _ = model_with_cfg("CNV_1W1A", pretrained=False)
+    with torch.no_grad():  # batch norm statistics from a few random images, then evaluation mode
+        model.train()(torch.rand(16, 3, 32, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(model.eval(), torch.zeros(1, 3, 32, 32), str(tmp_path / "cnv.onnx"), dynamo=False)
+    finn_path = export_elsewhere_finn_onnx(tmp_path / "cnv.onnx", tmp_path / "cnv_finn.onnx")
+    declared = ([3, 32, 32], BNN_PYNQ_PIXEL_SCALE, BNN_PYNQ_PIXEL_BIAS, 10)
+    qonnx, _ = check_import(tmp_path / "cnv.onnx", *declared)
+    finn, fmt = check_import(finn_path, *declared)
+    assert fmt == "finn-onnx" and [n.op_type for n in finn.graph.node if n.op_type == "MultiThreshold"]
+    net_q, net_f = exact_network(qonnx), exact_network(finn)
+    assert net_f.input_quant.steps is not None and (net_f.input_quant.qmin, net_f.input_quant.qmax) == (-128, 127)
+    assert net_f.input_quant.scale == net_q.input_quant.scale == Fraction(1, 128)
+    assert np.array_equal(net_q.input_thresholds, net_f.input_thresholds)
+    for a, b in zip(net_q.layers, net_f.layers, strict=True):
+        assert np.array_equal(a.weights, b.weights) and a.pool == b.pool and a.conv == b.conv
+        assert (a.thresholds is None and b.thresholds is None) or np.array_equal(a.thresholds, b.thresholds)
+    x = np.random.default_rng(0).integers(0, 256, size=(8, 3, 32, 32), dtype=np.uint8)
+    assert np.array_equal(qonnx_logits(finn, x, "finn-onnx", batch=8), qonnx_logits(qonnx, x, "qonnx", batch=8))
 
 
 def _set_thresholds(value, out_scale: float = 2.0):
