@@ -1,7 +1,9 @@
 """Speed of the XNOR-popcount reference against the same +1/-1 network in PyTorch fp32 and in Larq Compute Engine.
 
 LCE runs in the Larq world (larq_models/bench_lce.py, its own environment): :func:`write_bench_net` gives it
-each network as a file with bnnflow's logits on check images, and :func:`bench_xnor` joins the rows it wrote
+each network as a file with bnnflow's logits on check images, and :func:`bench_xnor` takes LCE's rows either turn
+by turn from a timing process in that world (``lce_timer``, started by workflow/scripts/bench_xnor.py: LCE and
+bnnflow timed back to back per (model, batch), round after round, under the same load) or from a file it wrote
 (``lce_json``), refusing rows of another network (model_sha256). Every row also gets its binary GMAC/s as a
 fraction of this core's ceiling (:func:`binary_mac_ceiling`: popcount width x issue rate x clock).
 
