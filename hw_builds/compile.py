@@ -38,9 +38,10 @@ __all__ = ["BuildStepError", "UNVERIFIED_STEPS", "compile_finn"]
 # products (step_assign_ddr_weight_offsets only annotates, so it stays verified). FINN's own cppsim /
 # stitched-IP rtlsim checks cover them (hardware target only).
 # FINN's two bit-width minimizations are checked together with bnnflow's mend that follows each
-# (step_mend_xnor_accumulators*, hw_builds/accumulators.py): FINN sizes a last XNOR layer's class scores as a
-# signed dot product (INT6 for K = 37), too narrow for its popcount 0..K, so a well-trained import whose best
-# class agrees on more than 31 of 37 bits fails the check of the minimized graph, and passes after the mend.
+# (step_mend_xnor_accumulators*, hw_builds/accumulators.py): FINN sizes an XNOR layer's accumulator as a signed
+# dot product of its weights' range (INT7 for K = 100) and clips the thresholds to it, though the popcount runs
+# 0..K (a threshold of 68 becomes 64), so a graph whose neurons need such thresholds computes another function
+# until the mend restores them (tests/hw_builds/test_exact_finn_onnx.py builds one).
 MINIMIZATION_STEPS = frozenset({"step_minimize_bit_width_initial", "step_minimize_bit_width"})
 UNVERIFIED_STEPS = (frozenset(HARDWARE_STEPS) - {"step_assign_ddr_weight_offsets"}) | MINIMIZATION_STEPS
 # From this step on the graph carries the hardware's final types: each verified step also runs the

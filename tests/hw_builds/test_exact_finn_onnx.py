@@ -17,10 +17,12 @@ from hw_builds.exact_function import exact_forward, exact_network, near_boundary
 SIDE, HIDDEN, CLASSES = 4, (9, 7), 3
 
 
-def finn_onnx_mlp(seed: int):
+def finn_onnx_mlp(seed: int, hidden: tuple[int, ...] = HIDDEN, fixed: dict | None = None):
     """A FINN-ONNX MLP on (1, 1, 4, 4) raw pixels: Mul / Add (x = p * 2/255 - 1), a sign MultiThreshold, then
     per hidden layer a BIPOLAR MatMul and a MultiThreshold with per-neuron thresholds straight on its dot
-    product (out_dtype BIPOLAR, 2 * count - 1), then a last BIPOLAR MatMul (the class scores)."""
+    product (out_dtype BIPOLAR, 2 * count - 1), then a last BIPOLAR MatMul (the class scores). ``fixed``: layer
+    index -> (weights or None, thresholds or None) replacing the random ones."""
+    fixed = fixed or {}
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
@@ -44,19 +46,21 @@ def finn_onnx_mlp(seed: int):
               helper.make_node("Add", ["scaled", const("bias", np.array(-1.0))], ["mapped"], name="Add_0")]
     sign("mapped", "a0", np.zeros((1, 1)))
     width, inp = SIDE * SIDE, "a0"
-    for li, out in enumerate((*HIDDEN, CLASSES)):
-        w = const(f"w{li}", rng.choice([-1.0, 1.0], size=(width, out)))
+    for li, out in enumerate((*hidden, CLASSES)):
+        weights, thresholds = fixed.get(li, (None, None))
+        w = const(f"w{li}", rng.choice([-1.0, 1.0], size=(width, out)) if weights is None else weights)
         dtypes[w] = "BIPOLAR"
         nodes.append(helper.make_node("MatMul", [inp, w], [f"i{li}"], name=f"MatMul_{li}"))
-        if li < len(HIDDEN):  # thresholds on I in [-width, width]: integers (ties I == t) and arbitrary floats
+        if li < len(hidden):  # thresholds on I in [-width, width]: integers (ties I == t) and arbitrary floats
             t = np.where(rng.random(out) < 0.6, rng.integers(-width // 2, width // 2 + 1, out),
                          rng.uniform(-width / 2, width / 2, out)).reshape(out, 1)
+            t = t if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(out, 1)
             sign(f"i{li}", f"a{li + 1}", t)
             inp = f"a{li + 1}"
         width = out
     graph = helper.make_graph(nodes, "finn_onnx_mlp", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT,
                                                                                      [1, 1, SIDE, SIDE])],
-                              [helper.make_tensor_value_info(f"i{len(HIDDEN)}", TensorProto.FLOAT, [1, CLASSES])],
+                              [helper.make_tensor_value_info(f"i{len(hidden)}", TensorProto.FLOAT, [1, CLASSES])],
                               initializer=inits)
     model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])).transform(InferShapes())
     for name, dt in dtypes.items():
@@ -98,3 +102,46 @@ def test_front_end_builds_and_verifies_a_finn_onnx_graph(tmp_path: Path) -> None
     record = build_frontend(source, tmp_path / "golden.npz", tmp_path / "frontend", "finn_onnx_mlp", progress=False)
     assert record["verified_steps"] == record["steps"]
     assert all(v["top1_equal"] == len(x) for v in record["verification"])
+
+
+def test_finn_minimization_is_checked_with_its_mend(tmp_path: Path) -> None:
+    """FINN's bit-width minimization sizes an XNOR layer's accumulator from its weights' signed range (INT5 for 20
+    inputs, 10 of each sign per neuron) and clips its thresholds to that type, though the popcount runs 0..20: a
+    popcount threshold of 18 becomes 16. Here the second layer's first neuron sees 17 agreements or more (17 of the
+    first layer's neurons are always on / off in its weight pattern, 3 depend on the pixels and agree with it or
+    not): at exactly 17 it stays off, and in the graph FINN's minimization leaves it fires, so that graph fails the
+    check. compile_finn checks the minimization together with bnnflow's mend (thresholds restored, unsigned
+    types), which passes."""
+    from hw_builds.compile import compile_finn
+    from hw_builds.execute import load_model
+    from hw_builds.frontend import build_frontend
+    from hw_builds.verify import VerificationError, check_step, load_golden
+
+    rng = np.random.default_rng(5)
+    w1 = np.stack([rng.permutation([1.0] * 10 + [-1.0] * 10) for _ in range(8)], axis=1)  # (20, 8), balanced
+    pattern = w1[:, 0].copy()
+    pattern[:3] *= -1  # at least 17 of 20 agree with neuron 0's weights
+    w2 = rng.choice([-1.0, 1.0], size=(8, CLASSES))
+    w2[0] = [1.0, -1.0, 1.0]  # that neuron moves the classes' scores apart, not by one common shift
+    t1 = np.concatenate([[16.0], rng.integers(-4, 5, 7)])  # I >= 16 <=> popcount >= 18
+    t0 = np.where(pattern > 0, -100.0, 100.0)  # always on / always off ...
+    t0[:3] = 0.0  # ... but the 3 flipped ones, which depend on the pixels
+    model = finn_onnx_mlp(5, hidden=(20, 8), fixed={0: (None, t0),
+                                                     1: (w1, t1), 2: (w2, None)})
+    source = tmp_path / "export" / "model.onnx"
+    source.parent.mkdir()
+    model.save(str(source))
+    x = np.random.default_rng(5).integers(0, 256, size=(20, 1, SIDE, SIDE), dtype=np.uint8)
+    logits = qonnx_exec(model, x).astype(np.float32)
+    codes = np.where(exact_forward(exact_network(model), x)["layer0.I"][:, :3] >= 0, 1, -1)
+    assert np.any(np.all(codes == pattern[:3], axis=1))  # some image puts the neuron at exactly 17 agreements
+    golden = tmp_path / "golden.npz"
+    np.savez(golden, x=x, logits=logits, labels=logits.argmax(1), indices=np.arange(len(x)))
+    build_frontend(source, golden, tmp_path / "frontend", "clipped", progress=False)
+    summary = compile_finn(tmp_path / "frontend", golden, tmp_path / "board", "Pynq-Z1", target_fps=1000,
+                           verify_samples=20, progress=False)
+    assert "step_mend_xnor_accumulators_initial" in summary["verified_steps"]
+    assert "step_minimize_bit_width_initial" not in summary["verified_steps"]
+    minimized = load_model(tmp_path / "board" / "intermediate_models" / "step_minimize_bit_width_initial.onnx")
+    with pytest.raises(VerificationError, match="not an increasing affine image"):
+        check_step("step_minimize_bit_width_initial", minimized, load_golden(golden))
