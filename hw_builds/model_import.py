@@ -1,4 +1,4 @@
-"""Import a model made elsewhere (config ``imports:``): a checked QONNX graph in place of training and export.
+"""Import a model made elsewhere (config ``imports:``): a checked QONNX or FINN-ONNX graph, not trained.
 
 The file is read, its format detected (QONNX: Quant / BipolarQuant nodes; FINN-ONNX: MultiThreshold /
 XnorPopcountMatMul nodes or integer tensor annotations), tidied as the Brevitas export tidies its own

@@ -1,4 +1,4 @@
-# Imported models (config imports:): a user's QONNX file instead of training and export. The import is checked
+# Imported models (config imports:): a user's QONNX or FINN-ONNX file instead of training and export. The import is checked
 # (hw_builds/model_import.py: format detection, qonnx clean-up, shape / datatype inference, the declared input,
 # the exact definition FINN and the XNOR reference map) and refused with exit 2 naming the file and node before
 # any long stage runs; it then publishes results/{model}/export/ as the export stage does, with qonnx's execution
