@@ -353,6 +353,52 @@ def _multithreshold(model, node, where: str) -> np.ndarray:
     return thr[:, 0]
 
 
+def _check_chain(node, data: str | None, where: str) -> None:
+    """Refuse (ExactFunctionError) a node whose data input (input 0) is not ``data``, the output of the node read
+    before it: the nodes are read in list order as one chain, so a node reading an earlier tensor (skipping a layer),
+    a branch or a second input is outside the definition."""
+    if not node.input or node.input[0] != data:
+        got = node.input[0] if node.input else None
+        raise ExactFunctionError(f"{where}: reads {got!r}, not {data!r} (the output of the node before it): the "
+                                 f"graph is read as one chain of layers in node order, each node reading the "
+                                 f"previous one's output; a skip, branch or reordered node is not")
+
+
+def _check_layout(model, node, where: str) -> None:
+    """Refuse a MultiThreshold whose data_layout is not NCHW (channels on axis 1, what the reader assumes)."""
+    from onnx.helper import get_attribute_value
+
+    layout = next((get_attribute_value(a) for a in node.attribute if a.name == "data_layout"), b"NCHW")
+    layout = layout.decode() if isinstance(layout, bytes) else str(layout)
+    shape = model.get_tensor_shape(node.input[0])
+    if layout != "NCHW" and not (layout == "NC" and shape is not None and len(shape) == 2):
+        raise ExactFunctionError(f"{where}: data_layout {layout!r}: thresholds are read per channel on axis 1 "
+                                 f"(data_layout NCHW, the default); a channels-last MultiThreshold is not read")
+
+
+def _check_dot_product_exact(w: np.ndarray, in_quant: QuantSpec, where: str) -> None:
+    """Refuse (ExactFunctionError) thresholds straight on a dot product whose float32 value s_in * I is not exact:
+    exact iff s_in = 1 / 2^k and |I| < 2^24, with |I| <= max over neurons of sum |w| * max |input code|.
+    ``w``: (M, K) int64 weights; ``in_quant``: the layer's input quantizer."""
+    s_in = in_quant.scale
+    i_max = int(np.abs(w).sum(axis=1).max()) * max(abs(in_quant.qmin), abs(in_quant.qmax))
+    if s_in.numerator != 1 or s_in.denominator & (s_in.denominator - 1) or i_max >= 1 << 24:
+        raise ExactFunctionError(f"{where}: the dot product's float32 value s_in * I (s_in = {s_in}, |I| up to "
+                                 f"{i_max}) is not exact (a scale 1 / 2^k and |I| < 2^24 are needed), so its "
+                                 f"thresholds are not decided exactly")
+
+
+def _check_not_hidden(tail: list, where: str) -> None:
+    """Refuse a node after a layer's dot product that is not the output affine because a quantizer, threshold or
+    layer still follows: something other than a batch norm between a hidden layer and its activation."""
+    later = next((n for n in tail if n.op_type in ("MultiThreshold", "BipolarQuant", "Quant", "MatMul", "Conv")),
+                 None)
+    if later is not None:
+        raise ExactFunctionError(f"{where}: stands between a hidden layer's dot product and its activation "
+                                 f"{later.name} ({later.op_type}): only a BatchNormalization (or nothing) may come "
+                                 f"between a layer and its activation quantizer / MultiThreshold")
+
+
 def exact_network(model) -> ExactNetwork:
     """Read a QONNX ModelWrapper (the export stage's model.onnx) into an ExactNetwork with thresholds.
 
@@ -373,10 +419,16 @@ def exact_network(model) -> ExactNetwork:
                 and model.get_initializer(n.input[0]) is not None}
     tail: list = []
     input_codes = False  # a FINN-ONNX multi-step input MultiThreshold read: its Add / Mul until the first layer
+    graph_inputs = [i.name for i in model.graph.input if model.get_initializer(i.name) is None]
+    data = graph_inputs[0] if graph_inputs else None  # the tensor the next node of the chain must read
     for index, node in enumerate(model.graph.node):
         op, where = node.op_type, f"node {node.name} ({node.op_type})"
         if op in ("BipolarQuant", "Quant") and model.get_initializer(node.input[0]) is not None:
             continue  # a weight quantizer, read with its MatMul / Conv
+        _check_chain(node, data, where)
+        data = node.output[0]
+        if op == "MultiThreshold":
+            _check_layout(model, node, where)
         if op in ("Reshape", "Flatten", "MaxPool", "Transpose", "Identity"):
             if op == "MaxPool":
                 if not layers or pending is not None:  # layers[-1] must be the layer whose codes it pools
@@ -438,13 +490,10 @@ def exact_network(model) -> ExactNetwork:
                                          pending["conv"]))
                 pending, current_quant = None, q
             elif pending is not None:  # straight on the dot product: s_in * I >= t, exact in float32
-                m, s_in = len(pending["w"]), pending["in_quant"].scale
+                m = len(pending["w"])
                 if thr.shape[0] not in (1, m):
                     raise ExactFunctionError(f"{where}: {thr.shape[0]} thresholds for {m} neurons")
-                if s_in.numerator != 1 or s_in.denominator & (s_in.denominator - 1) or int(
-                        np.abs(pending["w"]).sum(axis=1).max()) >= 1 << 24:
-                    raise ExactFunctionError(f"{where}: the dot product's float32 value s_in * I (s_in = {s_in}) is "
-                                             f"not exact, so its thresholds are not decided exactly")
+                _check_dot_product_exact(pending["w"], pending["in_quant"], where)
                 thr = np.broadcast_to(thr, (m,))
                 bn = {"gamma": [Fraction(1)] * m, "beta": [Fraction(0)] * m, "mean": [_frac(t) for t in thr],
                       "var": [Fraction(1)] * m}
@@ -504,13 +553,17 @@ def exact_network(model) -> ExactNetwork:
             continue
         if pending is not None and pending["bn"] is None:
             tail = list(model.graph.node)[index:]  # the last layer's outputs: TensorNorm's Sub / Div / Mul / Add
+            _check_not_hidden(tail, where)
             break
         raise ExactFunctionError(f"{where}: node not covered by the exact definition")
     if input_quant is None:
         raise ExactFunctionError("no input quantizer found")
     if pending is None or pending["bn"] is not None:
         raise ExactFunctionError("the graph does not end in a quantized layer without batch norm")
-    for node in tail:  # the output affine must keep the order of the last layer's I (top-1 = its argmax)
+    for position, node in enumerate(tail):  # the output affine must keep the order of the last layer's I
+        if position:  # (the first one was checked in the loop above)
+            _check_chain(node, data, f"node {node.name} ({node.op_type})")
+            data = node.output[0]
         if node.op_type not in ("Mul", "Div", "Add", "Sub"):
             raise ExactFunctionError(f"node {node.name} ({node.op_type}): only Mul / Div / Add / Sub by constants may "
                                      f"follow the last layer")
@@ -523,6 +576,10 @@ def exact_network(model) -> ExactNetwork:
             raise ExactFunctionError(f"node {node.name} ({node.op_type}): the output affine is not by one constant "
                                      f"for every class (second input), so top-1 would not be the largest dot "
                                      f"product of the last layer")
+    outputs = [o.name for o in model.graph.output]
+    if outputs != [data]:
+        raise ExactFunctionError(f"graph output(s) {outputs} are not the end of the chain of layers ({data!r}): "
+                                 f"the class scores must be the last layer's output (after its output affine)")
     layers.append(ExactLayer(pending["w"], pending["in_quant"], None, None, conv=pending["conv"]))
     net = ExactNetwork((mul, add), input_quant, input_thresholds((mul, add), input_quant), layers, nchw)
     for i, layer in enumerate(layers):

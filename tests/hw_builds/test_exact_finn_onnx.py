@@ -145,3 +145,90 @@ def test_finn_minimization_is_checked_with_its_mend(tmp_path: Path) -> None:
     minimized = load_model(tmp_path / "board" / "intermediate_models" / "step_minimize_bit_width_initial.onnx")
     with pytest.raises(VerificationError, match="not an increasing affine image"):
         check_step("step_minimize_bit_width_initial", minimized, load_golden(golden))
+
+
+def _node(model, name: str):
+    return next(n for n in model.graph.node if n.name == name)
+
+
+def _nhwc(model) -> None:
+    _node(model, "a1_node").attribute.append(helper.make_attribute("data_layout", "NHWC"))
+
+
+def _skip_layer(model) -> None:  # the second activation thresholds the input signs again: MatMul_0 is skipped
+    _node(model, "a1_node").input[0] = "a0"
+
+
+def _insert_before_threshold(op: str):
+    def change(model) -> None:
+        node = _node(model, "a1_node")
+        inputs = ["i0", "half"] if op == "Mul" else ["i0"]
+        if op == "Mul":
+            model.graph.initializer.append(helper.make_tensor("half", TensorProto.FLOAT, [], [0.37]))
+        node.input[0] = "between"
+        model.graph.node.insert(list(model.graph.node).index(node), helper.make_node(op, inputs, ["between"],
+                                                                                     name=f"{op}_between"))
+    return change
+
+
+OUTSIDE = [  # (what, change, hidden widths, fragment of the refusal)
+    ("channels-last thresholds", _nhwc, HIDDEN, "a1_node (MultiThreshold): data_layout 'NHWC'"),
+    ("a layer skipped, widths matching", _skip_layer, (16, 7), "a1_node (MultiThreshold): reads 'a0', not 'i0'"),
+    ("Mul before the threshold", _insert_before_threshold("Mul"), HIDDEN,
+     "Mul_between (Mul): stands between a hidden layer's dot product and its activation a1_node"),
+    ("Relu before the threshold", _insert_before_threshold("Relu"), HIDDEN,
+     "Relu_between (Relu): stands between a hidden layer's dot product and its activation a1_node"),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "hidden", "fragment"), OUTSIDE, ids=[o[0] for o in OUTSIDE])
+def test_graph_outside_the_chain_is_refused_by_node(what: str, change, hidden: tuple, fragment: str) -> None:
+    """Review of issue 12: nodes are read as one chain (each reading the previous one's output), MultiThreshold's
+    layout is its default NCHW, and what stands between a layer and its activation is named; each of these was
+    accepted (or refused with a wrong reason) before and computed something else than qonnx's execution."""
+    from hw_builds.exact_function import ExactFunctionError
+
+    model = finn_onnx_mlp(3, hidden)
+    change(model)
+    with pytest.raises(ExactFunctionError) as err:
+        exact_network(model)
+    assert fragment in str(err.value), str(err.value)
+
+
+def test_skipped_layer_import_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    """The CLI on a graph that skips a layer (shapes match, qonnx runs it): refused at import, exit 2, one line
+    naming the file and the node, no export / train folder."""
+    import subprocess
+    import sys
+
+    model = finn_onnx_mlp(3, (16, 7))
+    _skip_layer(model)
+    model.model.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 1))
+    bad = tmp_path / "skipped.onnx"
+    model.save(str(bad))
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "d3.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (60, SIDE, SIDE), dtype=np.uint8), y_train=np.arange(60) % 3,
+             x_test=rng.integers(0, 256, (30, SIDE, SIDE), dtype=np.uint8), y_test=np.arange(30) % 3)
+    run = subprocess.run([sys.executable, "-m", "hw_builds.model_import", "--model-file", str(bad), "--dataset",
+                          str(npz), "--out-dir", str(tmp_path / "export"), "--metrics-dir", str(tmp_path / "train"),
+                          "--declared", f'{{"input_shape": [1, {SIDE}, {SIDE}], "pixel_scale": {2 / 255}, '
+                          '"pixel_bias": -1.0}', "--classes", str(CLASSES)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"model_import: refused: {bad}: ") and "MultiThreshold_1 (MultiThreshold): reads 'MultiThreshold_0_out0', not 'MatMul_0_out0'" in last, last
+    assert not (tmp_path / "export").exists() and not (tmp_path / "train").exists()
+
+
+def test_threshold_exactness_bound_counts_the_input_codes() -> None:
+    """Review of issue 12: |I| <= sum |w| * max |code|. Bipolar weights summing to 2^22 are exact on bipolar codes
+    but reach 2^29 on 8-bit input codes (|code| <= 128), past float32's exact integers: refused."""
+    from fractions import Fraction
+
+    from hw_builds.exact_function import ExactFunctionError, QuantSpec, _check_dot_product_exact
+
+    wide = np.ones((2, 1 << 22), np.int64)
+    _check_dot_product_exact(wide, QuantSpec("bipolar"), "node t (MultiThreshold)")  # |I| <= 2^22: exact
+    with pytest.raises(ExactFunctionError, match=r"\|I\| up to 536870912\)"):
+        _check_dot_product_exact(wide, QuantSpec("int", Fraction(1), -128, 127), "node t (MultiThreshold)")
