@@ -507,7 +507,6 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
         "versions": _versions(),
         "cpu": cpu,
         "binary_mac_ceiling": ceiling,
-        "load_average": load_after,
         "load_average_before": load_before,
         "load_average_after": load_after,
         "lce": lce_meta,
