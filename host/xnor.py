@@ -59,6 +59,16 @@ __all__ = ["XnorReference", "available_backends", "bitplane_dot_numpy", "bytes_t
 _INT64, _FLOAT32 = np.dtype(np.int64), np.dtype(np.float32)  # dtype objects: np.empty skips a conversion per call
 
 
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` as an int >= 1, the same for every backend: TypeError for anything but an integer (a float,
+    None, a string, a bool), ValueError for one below 1."""
+    if type(batch_size) is not int and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))):
+        raise TypeError(f"batch_size must be an integer >= 1, got {batch_size!r} ({type(batch_size).__name__})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return int(batch_size)
+
+
 def _numba_module():
     """The compiled kernels, or None where numba is missing or disabled (BNNFLOW_XNOR_BACKEND=numpy)."""
     if os.environ.get("BNNFLOW_XNOR_BACKEND", "").lower() == "numpy":
@@ -313,8 +323,7 @@ class XnorReference:
     # --- public API -------------------------------------------------------------------------------
     def batches(self, x: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
         """(start, batch of the raw uint8 images) pairs covering every image, the last batch possibly partial."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_batch_size(batch_size)
         x = np.asarray(x)
         self._pixels(x[:0])  # dtype / size check up front
         for lo in range(0, x.shape[0], batch_size):
@@ -350,8 +359,7 @@ class XnorReference:
 
         Everything else (the model's consistency) was checked once, when the engine was built.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_batch_size(batch_size)
         return self._pixels(x)
 
     def _chunks(self, px: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -385,7 +393,7 @@ class XnorReference:
     def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """float32 (N, M_last): acc * output_mul + output_add, as FINN's trailing Mul/Add compute it."""
         fast = self._fast
-        if fast is not None and batch_size >= 1:  # as in predict: the compiled call checks the input's type
+        if fast is not None and check_batch_size(batch_size):  # as in predict: the compiled call checks the input's type
             call, blob, _, m = fast
             try:
                 n = len(x)
@@ -405,7 +413,7 @@ class XnorReference:
         size) goes the checked way below, which converts it or says what is wrong.
         """
         fast = self._fast
-        if fast is not None and batch_size >= 1:
+        if fast is not None and check_batch_size(batch_size):  # the same refusal as the checked way's
             call, blob, no_logits, _ = fast
             try:
                 labels = np.empty(len(x), _INT64)

@@ -152,6 +152,27 @@ def test_bad_input_is_refused() -> None:
         engine.predict(np.zeros((2, 784), dtype=np.uint8), batch_size=0)
 
 
+@pytest.mark.parametrize("batch_size", [2.5, float("nan"), float("inf"), None, "3", True, 0, -1])
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused_alike_by_every_backend(batch_size) -> None:
+    """Review of issue 14: the compiled call ignored batch_size (2.5 and nan computed) while the numpy backend
+    raised its own TypeError; now one check before dispatch gives every backend the same refusal."""
+    model = random_xnor_model([100, 70, 10], np.random.default_rng(1))
+    x = np.random.default_rng(2).integers(0, 256, (7, 100), dtype=np.uint8)
+    errors = set()
+    for backend in BACKENDS:
+        engine = make_engine(model, backend)
+        for method in (engine.predict, engine.logits, engine.final_accumulators):
+            with pytest.raises((TypeError, ValueError), match="batch_size must be") as err:
+                method(x, batch_size=batch_size)
+            errors.add((type(err.value), str(err.value)))
+    assert len(errors) == 1, errors
+    kind = ValueError if isinstance(batch_size, int) and not isinstance(batch_size, bool) else TypeError
+    assert errors.pop()[0] is kind
+    for backend in BACKENDS:  # numpy integers are integers
+        engine = make_engine(model, backend)
+        assert engine.predict(x, batch_size=np.int64(3)).shape == (7,)
+
+
 @pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not importable here (the compiled path is optional)")
 @pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 600])
 def test_compiled_whole_mlp_matches_per_layer_path(n: int) -> None:
