@@ -407,10 +407,10 @@ class XnorReference:
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Top-1 class per image, int64 (N,); ties go to the lowest index (np.argmax).
 
-        A w1a1 MLP on the compiled backend takes a uint8 C-contiguous (N, ...) array straight into one compiled
-        call (host/xnor_numba._mlp_into), which is typed for exactly that: numba's dispatcher is the dtype /
-        layout check, the call checks the sizes; anything else (another dtype, a list, a strided view, a wrong
-        size) goes the checked way below, which converts it or says what is wrong.
+        A w1a1 MLP on the compiled backend takes a uint8 C-contiguous (N, K0) or (N, C, H, W) array straight
+        into one compiled call (host/xnor_numba._mlp_into), typed for exactly those two: numba's dispatcher is
+        the dtype / layout / rank check, the call checks the sizes; anything else (another dtype or rank, a list,
+        a strided view, a wrong size) goes the checked way below, which converts it or says what is wrong.
         """
         fast = self._fast
         if fast is not None and check_batch_size(batch_size):  # the same refusal as the checked way's

@@ -193,6 +193,8 @@ def _mlp_scratch_words(n, k0, layout):
     """uint64 words of scratch :func:`_mlp_forward` needs for ``n`` images."""
     max_w, max_m = _mlp_widths(k0, layout)
     return 2 * min(n, MLP_BLOCK) * max_w + 2 * max_m + 8 * max_w
+
+
 _PACK8 = np.uint64(0x0102040810204080)  # (8 bytes of 0/1) * _PACK8 >> 56: byte b's bit at bit b (no carries)
 
 
@@ -375,12 +377,6 @@ class MlpNet:
         logits, labels = np.empty((len(px), self.m_last), np.float32), np.empty(len(px), np.int64)
         self._run(px, labels, logits)
         return logits, labels
-
-    def labels(self, px: np.ndarray) -> np.ndarray:
-        """(N, K0) uint8 C-contiguous pixels -> top-1 int64 (N,) (the logits stay inside the compiled call)."""
-        labels = np.empty(len(px), np.int64)
-        self._run(px, labels, self.no_logits)
-        return labels
 
     def _run(self, px: np.ndarray, labels: np.ndarray, logits: np.ndarray) -> None:
         if not px.flags.writeable:  # the kernel is typed for writable arrays (numba types read-only ones apart)

@@ -406,7 +406,9 @@ def exact_network(model) -> ExactNetwork:
     :data:`FINN_WEIGHT_TYPES`, :func:`_multithreshold`) is read into the same definition: a MultiThreshold
     after a batch norm with threshold 0 is the BipolarQuant it was converted from; one straight on a layer's
     dot product (value s_in * I, exact in float32) decides s_in * I >= t, i.e. I >= ceil(t / s_in), and is
-    marked ``integer_thresholds`` (no float ties there). Raises ExactFunctionError naming the node / layer / neuron for graphs outside the definition.
+    marked ``integer_thresholds`` (no float ties there). The nodes must form one chain in node order (each
+    reading the previous one's output). Raises ExactFunctionError naming the node / layer / neuron for graphs
+    outside the definition.
     """
     mul = Fraction(1)
     add = Fraction(0)
