@@ -1,10 +1,10 @@
 """Speed of the XNOR-popcount reference against the same +1/-1 network in PyTorch fp32 and in Larq Compute Engine.
 
 LCE runs in the Larq world (larq_models/bench_lce.py, its own environment): :func:`write_bench_net` gives it
-each network as a file with bnnflow's logits on check images, and :func:`bench_xnor` takes LCE's rows either turn
+each network as a file with bnnflow's logits on check images, and :func:`bench_xnor` takes LCE's rows turn
 by turn from a timing process in that world (``lce_timer``, started by workflow/scripts/bench_xnor.py: LCE and
-bnnflow timed back to back per (model, batch), round after round, under the same load) or from a file it wrote
-(``lce_json``), refusing rows of another network (model_sha256). Every row also gets its binary GMAC/s as a
+bnnflow timed back to back per (model, batch), round after round, under the same load), refusing rows of another
+network (model_sha256). Every row also gets its binary GMAC/s as a
 fraction of this core's ceiling (:func:`binary_mac_ceiling`: popcount width x issue rate x clock).
 
 Both sides compute the same network (random +1/-1 weights and thresholds, TFC/LFC widths or the
@@ -23,7 +23,6 @@ row says what was measured (``repeats``, ``measured_batch``) and ``notes`` says 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -341,23 +340,6 @@ def _checked_lce_rows(source: str, rows: list[dict], want: dict[str, str]) -> li
     return rows
 
 
-def lce_rows(lce_json: str | Path, models: dict[str, XnorModel], batch_sizes: list[int]) -> tuple[list[dict], dict]:
-    """LCE's rows from larq_models/bench_lce.py's JSON, for the families and batch sizes of this run.
-
-    Raises ValueError naming the file when a row's network is not this run's (its model_sha256 differs:
-    another seed or an older file) or a (family, batch) of this run has no LCE row.
-    """
-    data = json.loads(Path(lce_json).read_text())
-    want = {f: manifest_sha256(build_manifest(m)) for f, m in models.items()}
-    rows = [r for r in data.get("results", []) if r.get("model") in want and r.get("batch") in batch_sizes]
-    _checked_lce_rows(str(lce_json), rows, want)
-    missing = [(f, b) for f in want for b in batch_sizes if not any(r["model"] == f and r["batch"] == b for r in rows)]
-    if missing:
-        raise ValueError(f"{lce_json}: no LCE rows for {missing}")
-    meta = {k: data.get(k) for k in ("settings", "checked_images", "versions")}
-    return rows, {**meta, "notes": data.get("notes", [])}
-
-
 # An LCE turn of an interleaved run: (family, batch, repeats, rounds) -> LCE's rows for that (family, batch), one per kernel
 # setting, in larq_models/bench_lce.py's layout (model_sha256 included). workflow/scripts/bench_xnor.py makes it
 # from a `python -m larq_models bench-lce-serve` process in the Larq environment; this world never starts one.
@@ -379,24 +361,20 @@ def _best_of_rounds(per_round: list[list[dict]]) -> list[dict]:
 
 def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int], repeats: int,
                threads: int = 1, seed: int = 0, numpy_conv_max_batch: int = CONV_NUMPY_MAX_BATCH,
-               check_images: int = CHECK_IMAGES, lce_json: str | Path | None = None,
-               lce_timer: LceTimer | None = None, lce_meta: dict | None = None, rounds: int = 1) -> dict:
+               check_images: int = CHECK_IMAGES, lce_timer: LceTimer | None = None, lce_meta: dict | None = None, rounds: int = 1) -> dict:
     """Benchmark every (family, batch size, engine); write ``out_json``; return the results dict.
 
     ``check_images`` random images must get the same top-1 and logits from every engine before any timing.
     Larq Compute Engine's timings of the same networks join the table, and each row gets its speedup over the
-    best LCE setting at the same (model, batch), from either
-
-    - ``lce_timer`` (:data:`LceTimer`, with ``lce_meta``: settings, checked_images, versions, notes): an
-      interleaved run. Each of ``rounds`` rounds takes every (model, batch) in turn and times LCE's settings,
-      then bnnflow's engines, back to back, so both see the same load; each (model, batch, engine) keeps its
-      best round (``round_images_per_s`` lists them all), and ``load_average_before`` / ``_after`` say what
-      the machine was doing; or
-    - ``lce_json``: a file larq_models/bench_lce.py wrote, timed at another time (one round, no interleaving).
+    best LCE setting at the same (model, batch), from ``lce_timer`` (:data:`LceTimer`, with ``lce_meta``:
+    settings, checked_images, versions, notes): each of ``rounds`` rounds takes every (model, batch) in turn and
+    times LCE's settings, then bnnflow's engines, back to back, so both see the same load; each (model, batch,
+    engine) keeps its best round (``round_images_per_s`` lists them all), and ``load_average_before`` / ``_after``
+    say what the machine was doing. Without ``lce_timer`` only bnnflow and PyTorch are timed.
 
     larq_models/bench_lce.py checked LCE's logits against bnnflow's before timing. Every row gets its binary
     GMAC/s as a fraction of this CPU's ceiling (:func:`binary_mac_ceiling`). Raises ValueError for an unknown
-    family, LCE rows of another network or missing ones, ``rounds`` < 1, or both LCE sources.
+    family, LCE rows of another network or missing ones, or ``rounds`` < 1.
     """
     import torch
     from tqdm import tqdm
@@ -406,8 +384,6 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
         raise ValueError(f"bench_xnor: unknown model families {unknown}; known: {', '.join(FAMILIES)}")
     if rounds < 1:
         raise ValueError(f"bench_xnor: rounds must be >= 1, got {rounds}")
-    if lce_timer is not None and lce_json is not None:
-        raise ValueError("bench_xnor: LCE's rows come from lce_timer or from lce_json, not both")
     load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
@@ -459,9 +435,6 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
                 bar.update()
             per_round.append(rows)
     rows = _best_of_rounds(per_round)
-    if lce_json is not None:
-        extra, lce_meta = lce_rows(lce_json, {f: m for f, (m, _) in nets.items()}, batch_sizes)
-        rows += [{k: v for k, v in r.items() if k != "model_sha256"} for r in extra]
     if lce_meta is not None:
         lce_meta = dict(lce_meta)
         notes += lce_meta.pop("notes", [])

@@ -3,7 +3,6 @@
     python -m larq_models train  --model tfc_w1a1_larq --dataset resources/mnist.npz --out-dir DIR --recipe JSON
     python -m larq_models import --model tfc_w1a1_larq --model-file user.h5 --dataset ... --out-dir DIR --recipe JSON
     python -m larq_models export --model-file DIR/model.h5 --dataset ... --out-dir DIR [--golden-samples N --seed S]
-    python -m larq_models bench-lce --nets tfc.npz cnv.npz --batch-sizes 1 1000 --repeats 30 --out lce.json
     python -m larq_models bench-lce-serve --nets tfc.npz cnv.npz --batch-sizes 1 1000   (JSON lines on stdin / stdout)
 
 ``--train-subset`` / ``--test-subset`` take N or ``null``. Exit status 0 done, 2 refused input (an unknown
@@ -41,11 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         if name == "export":
             s.add_argument("--golden-samples", type=int, default=100)
             s.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("bench-lce", help="time Larq Compute Engine on bench nets (larq_models/bench_lce.py)")
-    b.add_argument("--nets", nargs="+", required=True, help="bench net .npz files (hw_builds/xnor_bench.py)")
-    b.add_argument("--batch-sizes", nargs="+", type=int, required=True)
-    b.add_argument("--repeats", type=int, required=True)
-    b.add_argument("--out", required=True, help="JSON to write")
     v = sub.add_parser("bench-lce-serve", help="convert + check bench nets, then time one (net, batch) per request "
                        "line on stdin, replies on stdout (larq_models.bench_lce.serve)")
     v.add_argument("--nets", nargs="+", required=True, help="bench net .npz files (hw_builds/xnor_bench.py)")
@@ -65,15 +59,6 @@ def main(argv: list[str] | None = None) -> int:
             serve(LceBench(args.nets, args.batch_sizes), sys.stdin, replies)
         except (BenchNetError, BenchRequestError) as err:
             print(f"larq_models bench-lce-serve: {err}", file=sys.stderr)
-            return 2
-        return 0
-    if args.command == "bench-lce":
-        from larq_models.bench_lce import BenchNetError, bench_lce
-
-        try:
-            bench_lce(args.nets, args.batch_sizes, args.repeats, args.out)
-        except BenchNetError as err:
-            print(f"larq_models bench-lce: {err}", file=sys.stderr)
             return 2
         return 0
 

@@ -39,7 +39,6 @@ from typing import IO
 
 import numpy as np
 
-from larq_models.atomic import write_json_atomic
 
 # LCE 0.16's interpreter switches for its binary convolution (LceBconv2d); "default" is its optimized kernel.
 KERNEL_SETTINGS = {
@@ -189,8 +188,8 @@ class LceBench:
 
     Building it loads every net, converts it for each batch size, checks that LCE's converter made an
     ``LceBconv2d`` op and that every kernel setting gives bnnflow's logits bit for bit (else AssertionError:
-    nothing is timed). :func:`bench_lce` times every row once; :func:`serve` lets the main world's benchmark
-    ask for one row at a time, so that LCE and bnnflow take turns under the same load.
+    nothing is timed). :func:`serve` lets the main world's benchmark ask for one row at a time, so that LCE
+    and bnnflow take turns under the same load.
     """
 
     def __init__(self, net_paths: list[str | Path], batch_sizes: list[int], settings: list[str] | None = None,
@@ -272,29 +271,6 @@ class LceBench:
                 "versions": {"larq_compute_engine": larq_compute_engine.__version__, "tensorflow": tf.__version__,
                              "numpy": np.__version__, "python": platform.python_version()},
                 "notes": list(self.notes)}
-
-
-def bench_lce(net_paths: list[str | Path], batch_sizes: list[int], repeats: int, out_json: str | Path,
-              settings: list[str] | None = None, slow_max_batch: int = SLOW_SETTING_MAX_BATCH) -> dict:
-    """Time LCE on every bench net x batch size x kernel setting once (:class:`LceBench`); write ``out_json``;
-    return the dict.
-
-    Rows: model, batch, measured_batch, engine (``lce_<setting>``), repeats, latency_ms_p50 / p99 of one
-    interpreter call on ``measured_batch`` images (float32 NHWC input already in place; the pixels' layout
-    change is not timed), images_per_s = measured_batch / p50. Conv nets at a batch > 1 get a third of the
-    repeats; the reference kernel there runs on at most ``slow_max_batch`` images per call (``notes`` says so).
-    Raises BenchNetError for a bad file, AssertionError if LCE computes another network.
-    """
-    bench = LceBench(net_paths, batch_sizes, settings, slow_max_batch)
-    rows = [row for family in bench.nets for batch in bench.batch_sizes for row in bench.time(family, batch, repeats)]
-    result = {
-        "what": "Larq Compute Engine on the bench nets, one thread per kernel setting; logits checked equal to "
-                "bnnflow's first",
-        **bench.meta(),
-        "results": rows,
-    }
-    write_json_atomic(out_json, result)
-    return result
 
 
 def serve(bench: LceBench, requests: IO[str], replies: IO[str]) -> int:

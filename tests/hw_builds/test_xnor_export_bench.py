@@ -88,40 +88,6 @@ def test_bench_refuses_a_different_torch_network(tmp_path: Path, monkeypatch: py
     assert not (tmp_path / "x.json").exists()
 
 
-def _lce_json(path: Path, sha: str, batches: list[int], rates: dict[str, float]) -> Path:
-    """An LCE result file in larq_models/bench_lce.py's layout (the Larq world's side is tested in tests/larq_models)."""
-    rows = [{"model": "tfc", "batch": b, "measured_batch": b, "engine": f"lce_{s}", "repeats": 3, "warmup_calls": 2,
-             "latency_ms_p50": b / r * 1e3, "latency_ms_p99": b / r * 1e3, "images_per_s": r, "model_sha256": sha}
-            for b in batches for s, r in rates.items()]
-    path.write_text(json.dumps({"settings": {}, "checked_images": {"tfc": 8}, "versions": {"larq_compute_engine": "x"},
-                                "notes": ["a note"], "results": rows}))
-    return path
-
-
-def test_lce_rows_join_with_speedup_over_the_best_setting(tmp_path: Path) -> None:
-    from host.xnor_format import build_manifest, manifest_sha256
-    from hw_builds.xnor_bench import family_model
-
-    sha = manifest_sha256(build_manifest(family_model("tfc", 1)[0]))
-    lce = _lce_json(tmp_path / "lce.json", sha, [1, 5], {"default": 1000.0, "indirect_bgemm": 4000.0})
-    result = bench_xnor(tmp_path / "x.json", ["tfc"], [1, 5], repeats=3, seed=1, check_images=16, lce_json=lce)
-    rows = {(r["batch"], r["engine"]): r for r in result["results"]}
-    assert (1, "lce_indirect_bgemm") in rows and (5, "lce_default") in rows
-    ref = rows[(1, result["reference_engine"])]
-    assert ref["best_lce_engine"] == "lce_indirect_bgemm"
-    assert ref["speedup_vs_best_lce_x"] == pytest.approx(ref["images_per_s"] / 4000.0)
-    assert "tfc_batch5_vs_best_lce_x" in result["summary"] and "a note" in result["notes"]
-    ceiling = result["binary_mac_ceiling"]["gmac_per_s"]
-    for row in result["results"]:
-        assert row["fraction_of_ceiling"] == pytest.approx(row["binary_gmac_per_s"] / ceiling)
-    # another network's timings (another seed) are refused, naming the file
-    with pytest.raises(ValueError, match="lce.json: LCE row tfc batch 1 timed another network"):
-        bench_xnor(tmp_path / "y.json", ["tfc"], [1, 5], repeats=3, seed=2, check_images=16, lce_json=lce)
-    with pytest.raises(ValueError, match=r"no LCE rows for \[\('tfc', 7\)\]"):
-        bench_xnor(tmp_path / "y.json", ["tfc"], [1, 7], repeats=3, seed=1, check_images=16, lce_json=lce)
-    assert not (tmp_path / "y.json").exists()
-
-
 def test_interleaved_rounds_take_turns_with_lce_and_keep_each_engines_best_round(tmp_path: Path,
                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """With an LCE timer (workflow/scripts/bench_xnor.py's LCE process), every round times LCE's settings on a
@@ -162,6 +128,10 @@ def test_interleaved_rounds_take_turns_with_lce_and_keep_each_engines_best_round
     assert result["lce"]["versions"] == {"larq_compute_engine": "x"} and "model_sha256" not in ref
     assert len(result["load_average_before"]) == 3 and len(result["load_average_after"]) == 3
     assert "load_average" not in result  # before and after only (one key held the after figure twice)
+    assert ref["best_lce_engine"] == "lce_default" and "tfc_batch5_vs_best_lce_x" in result["summary"]
+    ceiling = result["binary_mac_ceiling"]["gmac_per_s"]
+    for row in result["results"]:
+        assert row["fraction_of_ceiling"] == pytest.approx(row["binary_gmac_per_s"] / ceiling)
     rates = iter([1000.0] * 6)
     with pytest.raises(ValueError, match="the LCE process: LCE row tfc batch 1 timed another network"):
         bench_xnor(tmp_path / "y.json", ["tfc"], [1, 5], repeats=3, seed=2, check_images=16,
