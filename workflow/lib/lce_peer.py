@@ -14,8 +14,8 @@ import subprocess
 import threading
 
 # Seconds to wait for one reply (the ready line: converting and checking every bench net; a row: one (net, batch)
-# under every kernel setting). The README's interleaved run took about 20 minutes for all of them together, so an
-# hour means the process stopped answering, not that it is slow.
+# under every kernel setting). The README's interleaved runs took 6-7 minutes for all of them together (the bench
+# nets' rule included), so an hour means the process stopped answering, not that it is slow.
 REPLY_TIMEOUT_S = 3600.0
 
 
