@@ -79,7 +79,11 @@ def _load(path: Path):
     except Exception as err:  # noqa: BLE001 - protobuf, checker and OS errors all mean: not a model we can read
         raise ImportRefusedError(f"{path}: not a readable ONNX model ({type(err).__name__}: "
                                  f"{str(err).splitlines()[0] if str(err) else ''})") from err
-    return ModelWrapper(proto)
+    try:
+        return ModelWrapper(proto)
+    except Exception as err:  # noqa: BLE001 - qonnx asserts on graphs it cannot wrap (a tensor declared twice)
+        raise ImportRefusedError(f"{path}: qonnx cannot read the model ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else ''})") from err
 
 
 def _prepend_pixel_mapping(model, scale: float, bias: float):

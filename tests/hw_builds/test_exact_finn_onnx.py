@@ -232,3 +232,21 @@ def test_threshold_exactness_bound_counts_the_input_codes() -> None:
     _check_dot_product_exact(wide, QuantSpec("bipolar"), "node t (MultiThreshold)")  # |I| <= 2^22: exact
     with pytest.raises(ExactFunctionError, match=r"\|I\| up to 536870912\)"):
         _check_dot_product_exact(wide, QuantSpec("int", Fraction(1), -128, 127), "node t (MultiThreshold)")
+
+
+def test_a_tensor_declared_twice_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """Thresholds turned into a second graph input (declared twice: input and value_info): qonnx's ModelWrapper
+    asserts on it; the import refuses it with one line naming the file instead of an AssertionError traceback."""
+    from hw_builds.model_import import ImportRefusedError, check_import
+
+    model = finn_onnx_mlp(3)
+    model.model.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 1))
+    model.graph.initializer.remove(next(i for i in model.graph.initializer if i.name == "a1_thr"))
+    model.graph.input.append(helper.make_tensor_value_info("a1_thr", TensorProto.FLOAT, [9, 1]))
+    model.graph.value_info.append(helper.make_tensor_value_info("a1_thr", TensorProto.FLOAT, [9, 1]))
+    bad = tmp_path / "thr_as_input.onnx"
+    import onnx
+
+    onnx.save(model.model, str(bad))
+    with pytest.raises(ImportRefusedError, match=rf"^{bad}: qonnx cannot read the model \(AssertionError: Multiple"):
+        check_import(bad, [1, SIDE, SIDE], 2 / 255, -1.0, CLASSES)
