@@ -187,6 +187,24 @@ def _loss_accuracy(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(np.mean(log_z - shifted[np.arange(len(y)), y])), float(np.mean(logits.argmax(1) == y))
 
 
+def _check_exact_function(model, x: np.ndarray, logits: np.ndarray, indices: np.ndarray, path: Path) -> None:
+    """The exact function read from the graph (hw_builds/exact_function.py) against qonnx's execution of it on the
+    golden images ``x`` (uint8 (N, C, H, W), test-set ``indices``; ``logits`` float32 (N, classes)): the same top-1
+    on every image that is not a float tie. Raises ImportRefusedError naming the file and the first image that
+    differs: the graph then computes something the reader did not see, and the chain would fail later."""
+    from hw_builds.exact_function import exact_forward, exact_network, near_boundary_images
+
+    net = exact_network(model)
+    exact = exact_forward(net, x)["I_last"].reshape(len(x), -1).argmax(1)
+    differ = np.flatnonzero((exact != logits.argmax(1)) & ~near_boundary_images(net, x))
+    if len(differ):
+        i = int(differ[0])
+        raise ImportRefusedError(f"{path}: the exact function read from the graph and qonnx's execution of it give "
+                                 f"another top-1 on {len(differ)} of {len(x)} golden images (first: test image "
+                                 f"{int(indices[i])}, class {int(exact[i])} vs {int(logits[i].argmax())}): the graph "
+                                 f"computes something outside the exact definition")
+
+
 def import_model(onnx_path: str | Path, dataset_npz: str | Path, out_dir: str | Path, metrics_dir: str | Path,
                  declared: dict[str, Any], classes: int, n_golden: int = 100, seed: int = 0,
                  test_subset: int | None = None, train_subset: int | None = None, val_size: int = 0,
@@ -228,6 +246,7 @@ def import_model(onnx_path: str | Path, dataset_npz: str | Path, out_dir: str | 
     # the golden images through the published graph itself (batch 1), every test image through its batched copy;
     # the two must agree exactly where they overlap, else the batched copy is not trusted and batch 1 runs all
     golden = qonnx_logits(model, x[indices], f"qonnx {onnx_path.name} (golden, batch 1)")
+    _check_exact_function(model, x[indices], golden, indices, onnx_path)
     logits = qonnx_logits(model, x, f"qonnx {onnx_path.name} (test set)", batch=EXEC_BATCH)
     batched_exact = bool(np.array_equal(logits[indices], golden))
     if not batched_exact:

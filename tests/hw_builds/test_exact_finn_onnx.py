@@ -206,10 +206,7 @@ def test_skipped_layer_import_exits_2_and_writes_nothing(tmp_path: Path) -> None
     model.model.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 1))
     bad = tmp_path / "skipped.onnx"
     model.save(str(bad))
-    rng = np.random.default_rng(0)
-    npz = tmp_path / "d3.npz"
-    np.savez(npz, x_train=rng.integers(0, 256, (60, SIDE, SIDE), dtype=np.uint8), y_train=np.arange(60) % 3,
-             x_test=rng.integers(0, 256, (30, SIDE, SIDE), dtype=np.uint8), y_test=np.arange(30) % 3)
+    npz = _digits3(tmp_path)
     run = subprocess.run([sys.executable, "-m", "hw_builds.model_import", "--model-file", str(bad), "--dataset",
                           str(npz), "--out-dir", str(tmp_path / "export"), "--metrics-dir", str(tmp_path / "train"),
                           "--declared", f'{{"input_shape": [1, {SIDE}, {SIDE}], "pixel_scale": {2 / 255}, '
@@ -250,3 +247,43 @@ def test_a_tensor_declared_twice_is_refused_naming_the_file(tmp_path: Path) -> N
     onnx.save(model.model, str(bad))
     with pytest.raises(ImportRefusedError, match=rf"^{bad}: qonnx cannot read the model \(AssertionError: Multiple"):
         check_import(bad, [1, SIDE, SIDE], 2 / 255, -1.0, CLASSES)
+
+
+def _digits3(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "d3.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (60, SIDE, SIDE), dtype=np.uint8), y_train=(np.arange(60) % 3).astype(np.uint8),
+             x_test=rng.integers(0, 256, (30, SIDE, SIDE), dtype=np.uint8), y_test=(np.arange(30) % 3).astype(np.uint8))
+    return npz
+
+
+def test_import_checks_the_exact_function_against_qonnx_on_the_golden_images(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth behind the reader's checks: the import compares the exact function's top-1 with qonnx's on
+    the golden images. A graph the reader got right imports; a reader that saw another function (simulated by
+    swapping two classes of its result) is refused, naming the file and the first image, with nothing written."""
+    import hw_builds.exact_function as ef
+    from hw_builds.model_import import ImportRefusedError, import_model
+
+    model = finn_onnx_mlp(3)
+    model.model.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 1))
+    source = tmp_path / "ok.onnx"
+    model.save(str(source))
+    declared = {"input_shape": [1, SIDE, SIDE], "pixel_scale": 2 / 255, "pixel_bias": -1.0}
+    npz = _digits3(tmp_path)
+    result = import_model(source, npz, tmp_path / "ok" / "export", tmp_path / "ok" / "train", declared, CLASSES,
+                          n_golden=20)
+    assert result["passed"] and (tmp_path / "ok" / "export" / "golden.npz").is_file()
+    real = ef.exact_forward
+
+    def swapped(net, x):
+        out = dict(real(net, x))
+        out["I_last"] = out["I_last"][:, [1, 0, 2]]
+        return out
+
+    monkeypatch.setattr(ef, "exact_forward", swapped)
+    with pytest.raises(ImportRefusedError, match=rf"^{source}: the exact function read from the graph and qonnx's "
+                                                 r"execution of it give another top-1 on \d+ of 20 golden images"):
+        import_model(source, npz, tmp_path / "bad" / "export", tmp_path / "bad" / "train", declared, CLASSES,
+                     n_golden=20)
+    assert not (tmp_path / "bad").exists()
