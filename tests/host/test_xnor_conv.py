@@ -552,3 +552,32 @@ def test_compiled_or_pool_and_pixel_codes_match_numpy(seed: int, c: int, h: int,
     pixels = rng.integers(0, 256, size=(2, h, w, c), dtype=np.uint8)
     want = (pixels[..., None] >= np.broadcast_to(thr, (c, 4))).sum(-1)
     np.testing.assert_array_equal(xnor_numba.pixel_codes(pixels, lut), want)
+
+
+@pytest.mark.skipif("numba" not in xnor.available_backends(), reason="numba is not importable here (optional)")
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), c=st.sampled_from([1, 2, 3, 5]), h=st.integers(1, 12),
+       w=st.integers(1, 12), kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       m=st.sampled_from([1, 7, 64, 65]), bits=st.sampled_from([2, 8]), wide=st.booleans())
+def test_blocked_int_conv_matches_numpy(seed: int, c: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int,
+                                        m: int, bits: int, wide: bool) -> None:
+    """host/xnor_numba.int_conv (INT_CONV_PIXELS output pixels a pass; a row's last, partial block repeats its last
+    pixel) against the numpy path's im2col + bit-plane dot, for every output width 1..12 (every remainder of the
+    block), strides, int16 and int32 accumulators, accumulators and fused threshold + pack."""
+    from host import xnor_numba as kern
+    from host.xnor_bitplane import bitplane_dot_numpy
+    from host.xnor_bits import pack_planes
+
+    kh, kw = min(kh, h), min(kw, w)
+    rng = np.random.default_rng(seed)
+    n, k, bias = 2, kh * kw * c, -(1 << (bits - 1))
+    codes = rng.integers(0, 1 << bits, size=(n, h, w, c), dtype=np.uint8)
+    w_int = rng.choice(np.array([-1, 1], dtype=np.int8), size=(m, k))
+    rows = im2col(codes, (kh, kw), (sh, sw))
+    oh, ow = rows.shape[1:3]
+    want = bitplane_dot_numpy(pack_planes(rows.reshape(-1, k), bits), pack_bits(w_int > 0), k, bias)
+    wk = np.ascontiguousarray(w_int.T, dtype=np.int32) if wide else kern.int_weights(w_int, bits, bias)
+    np.testing.assert_array_equal(kern.int_conv(codes, wk, (kh, kw), (sh, sw), bias), want.reshape(n, oh, ow, m))
+    thr = rng.integers(-2 * k, 2 * k + 1, size=m).astype(np.int32)
+    np.testing.assert_array_equal(kern.int_conv(codes, wk, (kh, kw), (sh, sw), bias, thr),
+                                  pack_bits(want >= thr).reshape(n, oh, ow, -1))
