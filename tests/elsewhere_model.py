@@ -58,16 +58,26 @@ def train_elsewhere(data: dict[str, np.ndarray], steps: int = 60, seed: int = 0,
     """A few Adam steps on the training images (enough to be far above chance, not for accuracy); eval mode."""
     torch.manual_seed(seed)
     model = ElsewhereMLP(**kwargs)
-    x = torch.from_numpy(data["x_train"][:, None].astype(np.float32)) * PIXEL_SCALE + PIXEL_BIAS
+    return _adam_steps(model, data, PIXEL_SCALE, PIXEL_BIAS, steps, seed)
+
+
+def _adam_steps(model: nn.Module, data: dict[str, np.ndarray], scale: float, bias: float, steps: int, seed: int,
+                clip: float | None = None) -> nn.Module:
+    """``steps`` Adam steps (lr 0.01, 100 random training images each) on uint8 (N, H, W) images mapped to
+    pixel * scale + bias; weights clipped to [-clip, clip] after each step where ``clip`` is set; eval mode."""
+    x = torch.from_numpy(data["x_train"][:, None].astype(np.float32)) * scale + bias
     y = torch.from_numpy(data["y_train"].astype(np.int64))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     rng = np.random.default_rng(seed)
+    model.train()
     for _ in range(steps):
         idx = torch.from_numpy(rng.choice(len(x), size=min(100, len(x)), replace=False))
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if clip is not None:
+            model.clip_weights(-clip, clip)
     return model.eval()
 
 
@@ -127,19 +137,7 @@ def train_bnn_pynq(model: nn.Module, data: dict[str, np.ndarray], steps: int = 6
     """A few Adam steps of a brevitas_examples.bnn_pynq network on uint8 (N, H, W) images scaled to [0, 1] (its
     own forward applies 2x - 1), clipping weights to [-1, 1] after each as its trainer does; eval mode."""
     torch.manual_seed(seed)
-    x = torch.from_numpy(data["x_train"][:, None].astype(np.float32)) * BNN_PYNQ_PIXEL_SCALE + BNN_PYNQ_PIXEL_BIAS
-    y = torch.from_numpy(data["y_train"].astype(np.int64))
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    rng = np.random.default_rng(seed)
-    model.train()
-    for _ in range(steps):
-        idx = torch.from_numpy(rng.choice(len(x), size=min(100, len(x)), replace=False))
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        model.clip_weights(-1.0, 1.0)
-    return model.eval()
+    return _adam_steps(model, data, BNN_PYNQ_PIXEL_SCALE, BNN_PYNQ_PIXEL_BIAS, steps, seed, clip=1.0)
 
 
 def write_user_data(workdir: Path, mnist_npz: Path, train_images: int | None = 3000, steps: int = 60,
