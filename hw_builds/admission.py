@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hw_builds.custom_steps import QUANTIZER_OPS, UnsupportedModelError
+from hw_builds.custom_steps import UnsupportedModelError, require_quantizer
 from hw_builds.exact_function import ExactFunctionError, exact_network
 
 # ONNX operator defaults of optional attributes that FINN reads unconditionally (ONNX operator docs,
@@ -80,10 +80,8 @@ def admit_qonnx(model, source: str | Path):
     inputs = [i.name for i in model.graph.input if model.get_initializer(i.name) is None]
     if len(inputs) != 1:
         raise UnsupportedModelError(f"{source}: expected one graph input (the pixels), found {inputs}")
-    if not any(model.get_nodes_by_op_type(op) for op in QUANTIZER_OPS):
-        raise UnsupportedModelError(f"{source}: the graph has no QONNX quantizer (Quant/BipolarQuant) and no "
-                                    f"FINN-ONNX MultiThreshold: not a quantized model")
     try:
+        require_quantizer(model)
         added = explicit_defaults(model)
         exact_network(model)
     except UnsupportedModelError as exc:

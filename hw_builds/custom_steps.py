@@ -43,6 +43,16 @@ class DesignDoesNotFitError(RuntimeError):
     """FINN's resource estimate exceeds the board's capacity (names the resource and layer)."""
 
 
+def require_quantizer(model) -> None:
+    """Raise UnsupportedModelError where the graph has none of :data:`QUANTIZER_OPS` (QONNX's quantizers or
+    FINN-ONNX's MultiThreshold): a float model, which FINN would turn into float layers."""
+    if not any(model.get_nodes_by_op_type(op) for op in QUANTIZER_OPS):
+        raise UnsupportedModelError(
+            "the graph has no QONNX quantizer (Quant/BipolarQuant) and no FINN-ONNX MultiThreshold: not a "
+            "quantized model"
+        )
+
+
 def step_annotate_uint8_input(model, cfg):
     """Annotate the graph input as UINT8: the model takes raw pixels 0..255 and scales them itself.
 
@@ -55,11 +65,7 @@ def step_annotate_uint8_input(model, cfg):
     inputs = [i.name for i in model.graph.input if model.get_initializer(i.name) is None]
     if len(inputs) != 1 or inputs[0] != model.graph.input[0].name:
         raise UnsupportedModelError(f"expected one graph input (the pixels) first, found {inputs}")
-    if not any(model.get_nodes_by_op_type(op) for op in QUANTIZER_OPS):
-        raise UnsupportedModelError(
-            "the graph has no QONNX quantizer (Quant/BipolarQuant) and no FINN-ONNX MultiThreshold: not a "
-            "quantized model"
-        )
+    require_quantizer(model)
     model.set_tensor_datatype(model.graph.input[0].name, DataType["UINT8"])
     return model
 
