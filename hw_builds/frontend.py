@@ -49,7 +49,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def check_golden_fits(model, golden, source: Path, golden_path: Path | None = None) -> None:
+def check_golden_fits(model, golden, source: Path, golden_path: Path) -> None:
     """Refuse a graph whose input does not take the golden pixels (N, C, H, W), and golden logits
     (N, classes) whose class count is not the graph's (GoldenFileError naming ``golden_path``)."""
     in_shape = tuple(model.get_tensor_shape(model.graph.input[0].name) or ())
@@ -60,7 +60,7 @@ def check_golden_fits(model, golden, source: Path, golden_path: Path | None = No
     out_shape = tuple(model.get_tensor_shape(model.graph.output[0].name) or ())
     classes = golden.logits.shape[1]
     if len(out_shape) == 2 and out_shape[1] not in (1, classes):  # 1: a class index (top-1 head)
-        raise GoldenFileError(f"{golden_path or 'golden file'}: 'logits' has {classes} classes, "
+        raise GoldenFileError(f"{golden_path}: 'logits' has {classes} classes, "
                               f"the model {source} outputs {out_shape[1]}")
 
 
