@@ -331,13 +331,17 @@ def _plan(conv: bool, engine: str, batch: int, repeats: int, numpy_conv_max_batc
     return measured, max(3, repeats // 3 // rounds), 1
 
 
-def _checked_lce_rows(source: str, rows: list[dict], want: dict[str, str]) -> list[dict]:
-    """LCE rows of this run's networks: raises ValueError naming ``source`` when one timed another network."""
-    for r in rows:
-        if r.get("model") in want and r.get("model_sha256") != want[r["model"]]:
-            raise ValueError(f"{source}: LCE row {r['model']} batch {r['batch']} timed another network "
-                             f"(model_sha256 {r.get('model_sha256')!r}, this run's is {want[r['model']]!r})")
-    return rows
+def _lce_rows(got: list[dict], family: str, batch: int, want: str) -> list[dict]:
+    """The LCE process's rows for (``family``, ``batch``), without their model_sha256. Raises ValueError when there
+    is none, or when a row of ``family`` timed another network (its model_sha256 is not ``want``, this run's)."""
+    mine = [r for r in got if r.get("model") == family]
+    if not any(r.get("batch") == batch for r in mine):
+        raise ValueError(f"bench_xnor: the LCE process gave no rows for {family} batch {batch}")
+    for r in mine:
+        if r.get("model_sha256") != want:
+            raise ValueError(f"the LCE process: LCE row {family} batch {r['batch']} timed another network "
+                             f"(model_sha256 {r.get('model_sha256')!r}, this run's is {want!r})")
+    return [{k: v for k, v in r.items() if k != "model_sha256"} for r in mine if r.get("batch") == batch]
 
 
 # An LCE turn of an interleaved run: (family, batch, repeats, rounds) -> LCE's rows for that (family, batch), one per kernel
@@ -416,11 +420,7 @@ def bench_xnor(out_json: str | Path, families: list[str], batch_sizes: list[int]
             rows: list[dict] = []
             for family, batch in jobs:
                 if lce_timer is not None:  # LCE's turn, then bnnflow's at once: the same load for both
-                    got = [r for r in lce_timer(family, batch, repeats, rounds) if r.get("model") == family]
-                    if not any(r.get("batch") == batch for r in got):
-                        raise ValueError(f"bench_xnor: the LCE process gave no rows for {family} batch {batch}")
-                    rows += [{k: v for k, v in r.items() if k != "model_sha256"}
-                             for r in _checked_lce_rows("the LCE process", got, want) if r.get("batch") == batch]
+                    rows += _lce_rows(lce_timer(family, batch, repeats, rounds), family, batch, want[family])
                 model, x, fns = cases[family, batch]
                 for name in engines:
                     measured, reps, warmup = _plan(model.is_conv, name, batch, repeats, numpy_conv_max_batch, rounds)
